@@ -1,0 +1,128 @@
+// Backward engine, graph nodes and grad mode.
+// Nodes run in dependency order; among ready nodes the most recently created runs first
+// (as in PyTorch), so gradients of the last layers are ready first and DDP can start early.
+#include "loom/autograd/engine.h"
+
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "loom/autograd/function.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
+
+namespace loom::autograd {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+std::atomic<uint64_t> g_next_seq{0};
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+NoGradGuard::NoGradGuard() : prev_(t_grad_enabled) { t_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { t_grad_enabled = prev_; }
+EnableGradGuard::EnableGradGuard() : prev_(t_grad_enabled) { t_grad_enabled = true; }
+EnableGradGuard::~EnableGradGuard() { t_grad_enabled = prev_; }
+
+Node::Node() : seq(g_next_seq.fetch_add(1)) {}
+
+std::vector<Tensor> FunctionNode::apply(const Tensor& grad_out) {
+  LOOM_CHECK(fn_ != nullptr, "backward: graph of {} already freed; pass retain_graph to run backward twice", op_);
+  return fn_(grad_out);
+}
+
+std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
+  LOOM_CHECK(g.shape() == leaf_->shape, "backward: gradient of shape {} for a leaf of shape {}", g.shape(), leaf_->shape);
+  Tensor grad = g.dtype() == leaf_->dtype ? g : ops::cast(g, leaf_->dtype);
+  if (!leaf_->grad) {
+    // The incoming gradient may alias another tensor (e.g. passed through a view); own a copy.
+    leaf_->grad = ops::clone(grad).impl_ptr();
+  } else {
+    Tensor acc(leaf_->grad);
+    ops::add_(acc, grad);
+  }
+  Tensor leaf(leaf_);
+  for (auto& hook : leaf_->post_accumulate_hooks) hook(leaf);
+  return {};
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+bool needs_grad(std::initializer_list<Tensor> inputs) { return needs_grad(std::vector<Tensor>(inputs)); }
+
+std::shared_ptr<Node> gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  if (t.grad_fn()) return t.grad_fn();
+  std::shared_ptr<Node> acc = t.impl()->grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+    t.impl()->grad_accumulator = acc;
+  }
+  return acc;
+}
+
+void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  if (!needs_grad(inputs)) return;
+  auto node = std::make_shared<FunctionNode>(op, std::move(fn));
+  node->next.reserve(inputs.size());
+  for (const Tensor& t : inputs) node->next.push_back(gradient_edge(t));
+  out.impl()->grad_fn = std::move(node);
+  out.impl()->requires_grad = true;
+}
+
+void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+  LOOM_CHECK(root.defined() && root.requires_grad(), "backward: the tensor does not require grad");
+  Tensor g = grad;
+  if (!g.defined()) {
+    LOOM_CHECK(root.numel() == 1, "backward: an implicit gradient needs a one-element tensor, got shape {}", root.shape());
+    g = Tensor::ones(root.shape(), root.dtype());
+  }
+  LOOM_CHECK(g.shape() == root.shape(), "backward: gradient shape {} does not match tensor shape {}", g.shape(), root.shape());
+  NoGradGuard no_grad;
+  std::shared_ptr<Node> start = gradient_edge(root);
+
+  // Count, for each node, how many edges lead into it from the part of the graph below root.
+  std::unordered_map<Node*, int> deps;
+  std::unordered_set<Node*> seen{start.get()};
+  std::vector<Node*> stack{start.get()};
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (auto& c : n->next) {
+      if (!c) continue;
+      ++deps[c.get()];
+      if (seen.insert(c.get()).second) stack.push_back(c.get());
+    }
+  }
+
+  auto later_first = [](Node* a, Node* b) { return a->seq < b->seq; };
+  std::priority_queue<Node*, std::vector<Node*>, decltype(later_first)> ready(later_first);
+  std::unordered_map<Node*, Tensor> grads{{start.get(), g}};
+  ready.push(start.get());
+  while (!ready.empty()) {
+    Node* n = ready.top();
+    ready.pop();
+    Tensor gn = std::move(grads[n]);
+    grads.erase(n);
+    std::vector<Tensor> outs;
+    if (gn.defined()) outs = n->apply(gn);
+    if (!retain_graph) n->release();
+    LOOM_CHECK(outs.empty() || outs.size() == n->next.size(), "backward: {} returned {} gradients for {} inputs",
+               n->name(), outs.size(), n->next.size());
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      Node* c = n->next[i].get();
+      if (!c) continue;
+      if (i < outs.size() && outs[i].defined()) {
+        Tensor& slot = grads[c];
+        slot = slot.defined() ? ops::add(slot, outs[i]) : outs[i];
+      }
+      if (--deps[c] == 0) ready.push(c);
+    }
+  }
+}
+
+}  // namespace loom::autograd

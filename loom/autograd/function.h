@@ -1,0 +1,43 @@
+// How ops join the graph: an op computes its output, then attach() links it to its inputs
+// with a backward closure. Closures must save the output as out.detach() — saving the output
+// handle itself would make a reference cycle through its own grad_fn.
+#pragma once
+
+#include <initializer_list>
+
+#include "loom/autograd/node.h"
+
+namespace loom::autograd {
+
+// Grad mode is per thread; NoGradGuard turns recording off for its scope.
+bool grad_enabled();
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// True when grad mode is on and some input requires grad: only then is a closure worth building.
+bool needs_grad(std::initializer_list<Tensor> inputs);
+bool needs_grad(const std::vector<Tensor>& inputs);
+// The node a gradient for t flows into: its grad_fn, its AccumulateGrad (leaf), or null.
+std::shared_ptr<Node> gradient_edge(const Tensor& t);
+// Makes out a non-leaf whose gradient flows through fn into inputs. No-op unless needs_grad.
+void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn);
+
+}  // namespace loom::autograd

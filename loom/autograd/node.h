@@ -1,0 +1,50 @@
+// The autograd graph: one Node per differentiable op application, with edges to the nodes
+// that produced its inputs. Leaves get an AccumulateGrad node that adds into .grad and fires
+// the leaf's post-accumulate hooks (DDP buckets listen there).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "loom/core/tensor.h"
+
+namespace loom::autograd {
+
+// Gradient of an op's inputs given the gradient of its output; one entry per input
+// (undefined where the input needs no gradient).
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+
+struct Node {
+  Node();
+  virtual ~Node() = default;
+  virtual std::vector<Tensor> apply(const Tensor& grad_out) = 0;
+  virtual void release() {}  // drops saved tensors once backward has run
+  virtual const char* name() const = 0;
+
+  std::vector<std::shared_ptr<Node>> next;  // per input; null where the input needs no grad
+  uint64_t seq;                             // creation order; later nodes run first
+};
+
+struct FunctionNode final : Node {
+  FunctionNode(const char* op, BackwardFn fn) : op_(op), fn_(std::move(fn)) {}
+  std::vector<Tensor> apply(const Tensor& grad_out) override;
+  void release() override { fn_ = nullptr; }
+  const char* name() const override { return op_; }
+
+ private:
+  const char* op_;
+  BackwardFn fn_;
+};
+
+struct AccumulateGrad final : Node {
+  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  std::vector<Tensor> apply(const Tensor& grad_out) override;
+  const char* name() const override { return "AccumulateGrad"; }
+
+ private:
+  std::shared_ptr<TensorImpl> leaf_;
+};
+
+}  // namespace loom::autograd

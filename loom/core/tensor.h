@@ -1,0 +1,102 @@
+// Tensor: a cheap value handle to a shared TensorImpl (storage, shape, strides, offset, dtype,
+// autograd state). Copying a Tensor ALIASES it — both handles see the same data and grad;
+// use clone() for a copy. Views (reshape, transpose, slice, ...) share storage with their base.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "loom/core/device.h"
+#include "loom/core/dtype.h"
+#include "loom/core/shape.h"
+#include "loom/core/storage.h"
+
+namespace loom {
+
+namespace autograd {
+struct Node;
+}
+
+class Tensor;
+using GradHook = std::function<void(const Tensor&)>;
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape;
+  Strides strides;     // in elements
+  int64_t offset = 0;  // in elements, into storage
+  DType dtype = DType::f32;
+
+  // Autograd state. A tensor with requires_grad and no grad_fn is a leaf.
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl> grad;                 // accumulated gradient of a leaf
+  std::shared_ptr<autograd::Node> grad_fn;          // the op that produced this tensor
+  std::weak_ptr<autograd::Node> grad_accumulator;   // leaf's AccumulateGrad node, made on demand
+  std::vector<GradHook> post_accumulate_hooks;      // fired after each accumulation into grad
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // Factories. Contents of empty() are uninitialised.
+  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  static Tensor zeros(const Shape& shape, DType dtype = DType::f32);
+  static Tensor ones(const Shape& shape, DType dtype = DType::f32);
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
+  static Tensor arange(int64_t n, DType dtype = DType::i64);
+  // Copies data (converted from double/int64 to dtype) into a new contiguous tensor.
+  static Tensor from_vector(const std::vector<double>& data, const Shape& shape, DType dtype = DType::f32);
+  static Tensor from_ints(const std::vector<int64_t>& data, const Shape& shape, DType dtype = DType::i64);
+  // A tensor over existing memory; the storage keeps `owner` alive.
+  static Tensor from_storage(std::shared_ptr<Storage> storage, const Shape& shape, DType dtype, int64_t offset = 0);
+
+  bool defined() const { return impl_ != nullptr; }
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+
+  const Shape& shape() const { return impl_->shape; }
+  const Strides& strides() const { return impl_->strides; }
+  int64_t offset() const { return impl_->offset; }
+  int64_t ndim() const { return int64_t(impl_->shape.size()); }
+  int64_t size(int64_t dim) const;  // negative dims count from the end
+  int64_t numel() const { return numel_of(impl_->shape); }
+  DType dtype() const { return impl_->dtype; }
+  Device device() const { return impl_->storage ? impl_->storage->device() : Device::cpu(); }
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype()); }
+  bool is_contiguous() const;
+  const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
+
+  // Raw element pointer at this tensor's offset; checks that T matches the dtype.
+  template <typename T> T* data() const {
+    LOOM_CHECK(dtype_of<T>() == dtype(), "tensor: data<{}>() on a {} tensor", dtype_name(dtype_of<T>()), dtype_name(dtype()));
+    return static_cast<T*>(raw_data());
+  }
+  void* raw_data() const;
+  // Values converted to double / int64 in logical (row-major) order, any layout.
+  std::vector<double> to_vector() const;
+  std::vector<int64_t> to_ints() const;
+  double item() const;  // single-element tensors only
+
+  // Autograd.
+  bool requires_grad() const { return impl_->requires_grad; }
+  Tensor& set_requires_grad(bool r);  // leaves only
+  bool is_leaf() const { return impl_->grad_fn == nullptr; }
+  const std::shared_ptr<autograd::Node>& grad_fn() const { return impl_->grad_fn; }
+  Tensor grad() const { return Tensor(impl_->grad); }
+  void set_grad(const Tensor& g) { impl_->grad = g.impl_; }
+  void zero_grad() { impl_->grad.reset(); }
+  // Runs the backward engine from this tensor; a scalar gets an implicit gradient of 1.
+  void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+  // Same data, no autograd history, requires_grad false.
+  Tensor detach() const;
+  void register_post_accumulate_hook(GradHook hook) { impl_->post_accumulate_hooks.push_back(std::move(hook)); }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+}  // namespace loom
