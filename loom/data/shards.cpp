@@ -1,0 +1,155 @@
+// Shard files (mmap, validated) and the batch loader.
+#include "loom/data/shards.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "loom/core/error.h"
+#include "loom/core/rng.h"
+
+namespace loom::data {
+
+namespace fs = std::filesystem;
+
+TokenShard::TokenShard(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  LOOM_CHECK(fd >= 0, "data: cannot open shard {}: {}", path, std::strerror(errno));
+  struct stat st {};
+  ::fstat(fd, &st);
+  map_bytes_ = size_t(st.st_size);
+  if (map_bytes_ >= 1024) map_ = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  LOOM_CHECK(map_bytes_ >= 1024, "data: shard {} is {} bytes, shorter than the 1024-byte header", path, map_bytes_);
+  LOOM_CHECK(map_ != MAP_FAILED, "data: cannot map shard {}", path);
+  const int32_t* h = static_cast<const int32_t*>(map_);
+  auto fail = [&](const std::string& msg) {
+    ::munmap(map_, map_bytes_);
+    throw Error(msg);
+  };
+  if (h[0] != kShardMagic) fail(fmt::format("data: shard {} has bad magic {} (expected {})", path, h[0], kShardMagic));
+  if (h[1] != 1 && h[1] != 2) fail(fmt::format("data: shard {} has unsupported version {} (1 = uint16, 2 = uint32 tokens)", path, h[1]));
+  wide_ = h[1] == 2;
+  // Token count: header slot 2 (llm.c); slot 3 holds the high 32 bits for huge uint32 shards.
+  ntok_ = int64_t(uint32_t(h[2])) | (int64_t(uint32_t(h[3])) << 32);
+  const size_t expect = 1024 + size_t(ntok_) * (wide_ ? 4 : 2);
+  if (map_bytes_ != expect)
+    fail(fmt::format("data: shard {} is {} bytes but its header promises {} tokens ({} bytes); truncated or corrupt", path, map_bytes_,
+                     ntok_, expect));
+  tokens_ = static_cast<const char*>(map_) + 1024;
+}
+
+TokenShard::~TokenShard() {
+  if (map_ && map_ != MAP_FAILED) ::munmap(map_, map_bytes_);
+}
+
+void write_shard(const std::string& path, const std::vector<uint32_t>& tokens, bool wide) {
+  std::vector<int32_t> header(256, 0);
+  header[0] = kShardMagic;
+  header[1] = wide ? 2 : 1;
+  header[2] = int32_t(uint32_t(tokens.size()));
+  header[3] = int32_t(uint32_t(uint64_t(tokens.size()) >> 32));
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    LOOM_CHECK(f.good(), "data: cannot write {}", tmp);
+    f.write(reinterpret_cast<const char*>(header.data()), 1024);
+    if (wide) {
+      f.write(reinterpret_cast<const char*>(tokens.data()), std::streamsize(tokens.size() * 4));
+    } else {
+      std::vector<uint16_t> narrow(tokens.size());
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        LOOM_CHECK(tokens[i] <= 0xffff, "data: token {} does not fit a uint16 shard {}", tokens[i], path);
+        narrow[i] = uint16_t(tokens[i]);
+      }
+      f.write(reinterpret_cast<const char*>(narrow.data()), std::streamsize(narrow.size() * 2));
+    }
+    LOOM_CHECK(f.good(), "data: write to {} failed", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+std::vector<std::string> expand_paths(const std::string& spec, const std::string& key) {
+  std::vector<std::string> out;
+  if (fs::is_directory(spec)) {
+    for (const auto& e : fs::directory_iterator(spec))
+      if (e.is_regular_file() && e.path().extension() == ".bin") out.push_back(e.path().string());
+  } else if (spec.find_first_of("*?[") != std::string::npos) {
+    glob_t g{};
+    if (::glob(spec.c_str(), 0, nullptr, &g) == 0)
+      for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+    ::globfree(&g);
+  } else if (fs::exists(spec)) {
+    out.push_back(spec);
+  }
+  LOOM_CHECK(!out.empty(), "{}: no shard files match '{}'", key, spec);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+DataLoader::DataLoader(const std::string& spec, const std::string& key, int64_t B, int64_t T, bool shuffle, uint64_t seed,
+                       int64_t vocab_size)
+    : key_(key), B_(B), T_(T), vocab_(vocab_size), shuffle_(shuffle), seed_(seed) {
+  LOOM_CHECK(B >= 1 && T >= 1, "{}: batch size {} and sequence length {} must be positive", key, B, T);
+  first_window_.push_back(0);
+  for (const std::string& path : expand_paths(spec, key)) {
+    shards_.push_back(std::make_unique<TokenShard>(path));
+    // As llm.c: whole batches of B·T+1 tokens per shard, each batch being B windows of T+1.
+    const int64_t batches = std::max<int64_t>(shards_.back()->size() - 1, 0) / (B * T);
+    first_window_.push_back(first_window_.back() + batches * B);
+  }
+  LOOM_CHECK(first_window_.back() > 0, "{}: '{}' holds fewer than B·T+1 = {} tokens in every shard", key, spec, B * T + 1);
+}
+
+int64_t DataLoader::batches_per_epoch() const { return first_window_.back() / B_; }
+
+const std::vector<int64_t>& DataLoader::order(int64_t epoch) {
+  if (order_epoch_ != epoch) {
+    const int64_t n = first_window_.back();
+    order_.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
+    // Fisher-Yates with Philox draws keyed by (seed, epoch): the same order on every rank/run.
+    const uint64_t stream = seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch);
+    for (int64_t i = n - 1; i > 0; --i) {
+      auto r = philox4x32({uint32_t(i), uint32_t(uint64_t(i) >> 32), 0, 0}, {uint32_t(stream), uint32_t(stream >> 32)});
+      const uint64_t bits = (uint64_t(r[0]) << 32) | r[1];
+      std::swap(order_[size_t(i)], order_[size_t(bits % uint64_t(i + 1))]);
+    }
+    order_epoch_ = epoch;
+  }
+  return order_;
+}
+
+void DataLoader::read_window(int64_t w, int64_t* in, int64_t* tgt) const {
+  const size_t s = size_t(std::upper_bound(first_window_.begin(), first_window_.end(), w) - first_window_.begin() - 1);
+  const TokenShard& shard = *shards_[s];
+  const int64_t start = (w - first_window_[s]) * T_;
+  for (int64_t t = 0; t <= T_; ++t) {
+    const uint32_t tok = shard.at(start + t);
+    LOOM_CHECK(int64_t(tok) < vocab_, "{}: shard {} has token id {} at position {}, outside the vocabulary of {}", key_, shard.path(), tok,
+               start + t, vocab_);
+    if (t < T_) in[t] = tok;
+    if (t > 0) tgt[t - 1] = tok;
+  }
+}
+
+Batch DataLoader::next() {
+  if (state_.index >= batches_per_epoch()) state_ = {state_.epoch + 1, 0};
+  Batch b{Tensor::empty({B_, T_}, DType::i64), Tensor::empty({B_, T_}, DType::i64)};
+  for (int64_t i = 0; i < B_; ++i) {
+    const int64_t slot = state_.index * B_ + i;
+    const int64_t w = shuffle_ ? order(state_.epoch)[size_t(slot)] : slot;
+    read_window(w, b.inputs.data<int64_t>() + i * T_, b.targets.data<int64_t>() + i * T_);
+  }
+  ++state_.index;
+  return b;
+}
+
+}  // namespace loom::data

@@ -1,0 +1,123 @@
+// TransformerLM forward pass and GPT-2 style initialisation.
+#include "loom/nn/transformer.h"
+
+#include <cmath>
+
+#include "loom/autograd/function.h"
+#include "loom/core/rng.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
+
+namespace loom::nn {
+
+using models::ModelConfig;
+
+Attention::Attention(const ModelConfig& c) : c_(c) {
+  const bool qkv_b = c.linear_bias || c.qkv_bias;
+  wq = register_module("wq", std::make_shared<Linear>(c.n_embd, c.n_head * c.head_dim, qkv_b));
+  wk = register_module("wk", std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
+  wv = register_module("wv", std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
+  wo = register_module("wo", std::make_shared<Linear>(c.n_head * c.head_dim, c.n_embd, c.linear_bias));
+}
+
+Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
+  const int64_t B = x.size(0), T = x.size(1), D = c_.head_dim;
+  Tensor q = ops::reshape(wq->forward(x), {B, T, c_.n_head, D});      // (B, T, H, D)
+  Tensor k = ops::reshape(wk->forward(x), {B, T, c_.n_kv_head, D});   // (B, T, Hkv, D)
+  Tensor v = ops::reshape(wv->forward(x), {B, T, c_.n_kv_head, D});
+  if (c_.rope) {
+    q = ops::rope(q, c_.rope_theta, positions);
+    k = ops::rope(k, c_.rope_theta, positions);
+  }
+  q = ops::transpose(q, 1, 2);  // (B, H, T, D)
+  k = ops::transpose(k, 1, 2);
+  v = ops::transpose(v, 1, 2);
+  if (cache) {
+    if (cache->k.size() <= layer) {
+      cache->k.resize(layer + 1);
+      cache->v.resize(layer + 1);
+    }
+    if (cache->k[layer].defined()) {
+      k = ops::cat({cache->k[layer], k}, 2);
+      v = ops::cat({cache->v[layer], v}, 2);
+    }
+    cache->k[layer] = ops::contiguous(k).detach();
+    cache->v[layer] = ops::contiguous(v).detach();
+  }
+  Tensor y = ops::scaled_dot_product_attention(q, k, v, true);               // (B, H, T, D)
+  return wo->forward(ops::reshape(ops::transpose(y, 1, 2), {B, T, c_.n_head * D}));
+}
+
+Mlp::Mlp(const ModelConfig& c) : swiglu_(c.swiglu) {
+  if (swiglu_) {
+    gate = register_module("gate", std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
+    up = register_module("up", std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
+    down = register_module("down", std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
+  } else {
+    fc = register_module("fc", std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
+    proj = register_module("proj", std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
+  }
+}
+
+Tensor Mlp::forward(const Tensor& x) const {
+  if (swiglu_) return down->forward(ops::swiglu(gate->forward(x), up->forward(x)));
+  return proj->forward(ops::gelu(fc->forward(x)));
+}
+
+Block::Block(const ModelConfig& c) {
+  attn_norm = register_module("attn_norm", std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
+  attn = register_module("attn", std::make_shared<Attention>(c));
+  mlp_norm = register_module("mlp_norm", std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
+  mlp = register_module("mlp", std::make_shared<Mlp>(c));
+}
+
+Tensor Block::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
+  Tensor h = x + attn->forward(attn_norm->forward(x), positions, cache, layer);
+  return h + mlp->forward(mlp_norm->forward(h));
+}
+
+TransformerLM::TransformerLM(const ModelConfig& config) : c_(config) {
+  c_.validate();
+  tok_emb = register_module("tok_emb", std::make_shared<Embedding>(c_.padded_vocab, c_.n_embd));
+  if (!c_.rope) pos_emb = register_module("pos_emb", std::make_shared<Embedding>(c_.max_seq_len, c_.n_embd));
+  for (int64_t i = 0; i < c_.n_layer; ++i) layers.push_back(register_module("layers." + std::to_string(i), std::make_shared<Block>(c_)));
+  norm = register_module("norm", std::make_shared<Norm>(c_.n_embd, c_.rms_norm, c_.norm_eps));
+  lm_head = c_.tied_head ? tok_emb->weight : register_parameter("lm_head.weight", Tensor::zeros({c_.padded_vocab, c_.n_embd}));
+}
+
+void TransformerLM::init(uint64_t seed) {
+  autograd::NoGradGuard no_grad;
+  Generator gen(seed);
+  const double residual_std = c_.init_std / std::sqrt(2.0 * double(c_.n_layer));
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  for (auto& [name, p] : named_parameters()) {
+    Tensor value;
+    if (p.ndim() == 2) {
+      bool residual = ends_with(name, "attn.wo.weight") || ends_with(name, "mlp.proj.weight") || ends_with(name, "mlp.down.weight");
+      value = randn(p.shape(), gen.next(uint64_t(p.numel())), 0.0, residual ? residual_std : c_.init_std, p.dtype());
+    } else {
+      value = Tensor::full(p.shape(), ends_with(name, "norm.weight") ? 1.0 : 0.0, p.dtype());
+    }
+    Tensor dst = p;
+    ops::copy_(dst, value);
+  }
+}
+
+Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {
+  LOOM_CHECK(ids.ndim() == 2, "model: ids must be (B, T), got {}", ids.shape());
+  const int64_t T = ids.size(1), past = cache ? cache->length() : 0;
+  LOOM_CHECK(past + T <= c_.max_seq_len, "model: sequence of {} positions exceeds max_seq_len {}", past + T, c_.max_seq_len);
+  Tensor positions = ops::add(Tensor::arange(T), Tensor::full({}, double(past), DType::i64));
+  Tensor x = tok_emb->forward(ids);  // (B, T, C)
+  if (pos_emb) x = x + pos_emb->forward(positions);
+  for (size_t i = 0; i < layers.size(); ++i) x = layers[i]->forward(x, positions, cache, i);
+  return ops::linear(norm->forward(x), lm_head);  // (B, T, Vp)
+}
+
+Tensor TransformerLM::loss(const Tensor& logits, const Tensor& targets) const {
+  return ops::cross_entropy(logits, targets, -100, ops::Reduction::mean, c_.vocab_size);
+}
+
+}  // namespace loom::nn

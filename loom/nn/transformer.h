@@ -1,0 +1,76 @@
+// TransformerLM: the one decoder-only model for GPT-2 and the LLaMA family; every difference
+// between them is a ModelConfig field. Parameter names (Loom's own, mapped 1:1 to HF names by
+// each family's name map):
+//   tok_emb.weight, pos_emb.weight (learned positions only),
+//   layers.{i}.attn_norm.*, layers.{i}.attn.{wq,wk,wv,wo}.*, layers.{i}.mlp_norm.*,
+//   layers.{i}.mlp.{fc,proj}.* (GELU) or layers.{i}.mlp.{gate,up,down}.* (SwiGLU),
+//   norm.*, lm_head.weight (untied head only).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "loom/models/config.h"
+#include "loom/nn/layers.h"
+
+namespace loom::nn {
+
+// Keys and values of past positions for incremental decoding, per layer (B, Hkv, T_past, D).
+struct KVCache {
+  std::vector<Tensor> k, v;
+  int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(2); }
+};
+
+class Attention : public Module {
+ public:
+  explicit Attention(const models::ModelConfig& c);
+  // x: (B, T, C); positions: (T) absolute positions. cache may be null.
+  Tensor forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const;
+  std::shared_ptr<Linear> wq, wk, wv, wo;
+
+ private:
+  models::ModelConfig c_;
+};
+
+class Mlp : public Module {
+ public:
+  explicit Mlp(const models::ModelConfig& c);
+  Tensor forward(const Tensor& x) const;
+  std::shared_ptr<Linear> fc, proj;        // GELU MLP
+  std::shared_ptr<Linear> gate, up, down;  // SwiGLU MLP
+
+ private:
+  bool swiglu_;
+};
+
+class Block : public Module {
+ public:
+  explicit Block(const models::ModelConfig& c);
+  Tensor forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const;
+  std::shared_ptr<Norm> attn_norm, mlp_norm;
+  std::shared_ptr<Attention> attn;
+  std::shared_ptr<Mlp> mlp;
+};
+
+class TransformerLM : public Module {
+ public:
+  explicit TransformerLM(const models::ModelConfig& config);
+  const models::ModelConfig& config() const { return c_; }
+  // Fills every parameter from seed: N(0, 0.02) for matrices and embeddings, residual output
+  // projections (attn.wo, mlp.proj/down) scaled by 1/sqrt(2L), zeros for biases, ones for norms.
+  void init(uint64_t seed);
+  // ids: (B, T) integer -> logits (B, T, padded_vocab). With a cache, T new tokens continue it.
+  Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;
+  // Mean cross-entropy over targets != -100, padded logits excluded. targets: (B, T).
+  Tensor loss(const Tensor& logits, const Tensor& targets) const;
+
+  std::shared_ptr<Embedding> tok_emb, pos_emb;
+  std::vector<std::shared_ptr<Block>> layers;
+  std::shared_ptr<Norm> norm;
+  Tensor lm_head;  // (padded_vocab, C); tok_emb.weight when tied
+
+ private:
+  models::ModelConfig c_;
+};
+
+}  // namespace loom::nn

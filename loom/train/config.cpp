@@ -1,0 +1,165 @@
+// Config parsing: one table maps every key to its field, so TOML files, overrides and the
+// TOML dump all agree on the set of keys.
+#include "loom/train/config.h"
+
+#include <toml++/toml.h>
+
+#include <functional>
+#include <sstream>
+#include <variant>
+
+#include "loom/core/error.h"
+
+namespace loom::train {
+
+namespace {
+
+using Field = std::variant<std::string*, int64_t*, uint64_t*, double*, bool*>;
+
+std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
+  return {{"model.preset", &c.model_preset},
+          {"model.init", &c.model_init},
+          {"data.train", &c.data_train},
+          {"data.val", &c.data_val},
+          {"data.shuffle", &c.data_shuffle},
+          {"training.steps", &c.steps},
+          {"training.batch_size", &c.batch_size},
+          {"training.seq_len", &c.seq_len},
+          {"training.grad_accum", &c.grad_accum},
+          {"training.seed", &c.seed},
+          {"training.threads", &c.threads},
+          {"optimizer.lr", &c.lr},
+          {"optimizer.weight_decay", &c.weight_decay},
+          {"optimizer.beta1", &c.beta1},
+          {"optimizer.beta2", &c.beta2},
+          {"optimizer.eps", &c.eps},
+          {"optimizer.grad_clip", &c.grad_clip},
+          {"optimizer.schedule", &c.schedule},
+          {"optimizer.warmup_steps", &c.warmup_steps},
+          {"optimizer.min_lr_ratio", &c.min_lr_ratio},
+          {"checkpoint.dir", &c.checkpoint_dir},
+          {"checkpoint.every", &c.checkpoint_every},
+          {"checkpoint.keep", &c.checkpoint_keep},
+          {"logging.metrics", &c.metrics},
+          {"eval.every", &c.eval_every},
+          {"eval.batches", &c.eval_batches}};
+}
+
+Field find_field(TrainConfig& c, const std::string& key, const std::string& where) {
+  for (auto& [name, f] : fields(c))
+    if (name == key) return f;
+  throw Error(fmt::format("config: unknown key '{}'{}", key, where));
+}
+
+void set_from_toml(const Field& f, const toml::node& n, const std::string& key, const std::string& where) {
+  auto bad = [&](const char* want) { return Error(fmt::format("config: key '{}'{} must be {}", key, where, want)); };
+  std::visit(
+      [&](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          if (!n.is_string()) throw bad("a string");
+          *p = n.as_string()->get();
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (!n.is_boolean()) throw bad("true or false");
+          *p = n.as_boolean()->get();
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (n.is_integer()) *p = double(n.as_integer()->get());
+          else if (n.is_floating_point()) *p = n.as_floating_point()->get();
+          else throw bad("a number");
+        } else {
+          if (!n.is_integer()) throw bad("an integer");
+          int64_t v = n.as_integer()->get();
+          if (std::is_same_v<T, uint64_t> && v < 0) throw bad("a non-negative integer");
+          *p = T(v);
+        }
+      },
+      f);
+}
+
+void set_from_string(const Field& f, const std::string& text, const std::string& key) {
+  // Parse the value as a TOML value so both forms accept the same syntax; bare words are strings.
+  toml::table t;
+  try {
+    t = toml::parse("v = " + text);
+  } catch (const toml::parse_error&) {
+    t.insert("v", text);
+  }
+  if (std::holds_alternative<std::string*>(f) && !t["v"].is_string()) t.insert_or_assign("v", text);
+  set_from_toml(f, *t.get("v"), key, " (command line)");
+}
+
+void walk(const toml::table& table, const std::string& prefix, TrainConfig& c, const std::string& where) {
+  for (const auto& [k, node] : table) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (node.is_table()) walk(*node.as_table(), key, c, where);
+    else set_from_toml(find_field(c, key, where), node, key, where);
+  }
+}
+
+}  // namespace
+
+TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  TrainConfig c;
+  if (!path.empty()) {
+    toml::table t;
+    try {
+      t = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      throw Error(fmt::format("config: {}: {} (line {})", path, std::string(e.description()), e.source().begin.line));
+    }
+    walk(t, "", c, " in " + path);
+  }
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    LOOM_CHECK(eq != std::string::npos && eq > 0, "config: override '{}' must look like section.key=value", o);
+    const std::string key = o.substr(0, eq);
+    set_from_string(find_field(c, key, " (command line)"), o.substr(eq + 1), key);
+  }
+  validate(c);
+  return c;
+}
+
+void validate(const TrainConfig& c) {
+  auto positive = [](int64_t v, const char* key) { LOOM_CHECK(v >= 1, "config: {} must be at least 1, got {}", key, v); };
+  positive(c.steps, "training.steps");
+  positive(c.batch_size, "training.batch_size");
+  positive(c.seq_len, "training.seq_len");
+  positive(c.grad_accum, "training.grad_accum");
+  positive(c.eval_batches, "eval.batches");
+  positive(c.checkpoint_keep, "checkpoint.keep");
+  LOOM_CHECK(c.threads >= 0, "config: training.threads must be >= 0, got {}", c.threads);
+  LOOM_CHECK(c.lr > 0, "config: optimizer.lr must be positive, got {}", c.lr);
+  LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, "config: optimizer.beta1/beta2 must be in [0, 1), got {} and {}",
+             c.beta1, c.beta2);
+  LOOM_CHECK(c.eps > 0 && c.weight_decay >= 0 && c.grad_clip >= 0, "config: optimizer.eps must be > 0, weight_decay and grad_clip >= 0");
+  LOOM_CHECK(c.schedule == "constant" || c.schedule == "cosine" || c.schedule == "wsd",
+             "config: optimizer.schedule must be constant, cosine or wsd, got '{}'", c.schedule);
+  LOOM_CHECK(c.warmup_steps >= 0 && c.eval_every >= 0 && c.checkpoint_every >= 0,
+             "config: warmup_steps, eval.every and checkpoint.every must be >= 0");
+  LOOM_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, "config: optimizer.min_lr_ratio must be in [0, 1], got {}", c.min_lr_ratio);
+  LOOM_CHECK(!c.data_train.empty(), "config: data.train is not set");
+  LOOM_CHECK(c.eval_every == 0 || !c.data_val.empty(), "config: eval.every = {} needs data.val", c.eval_every);
+  LOOM_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "config: checkpoint.every = {} needs checkpoint.dir", c.checkpoint_every);
+}
+
+std::string to_toml(const TrainConfig& c_in) {
+  TrainConfig c = c_in;
+  toml::table root;
+  for (auto& [key, f] : fields(c)) {
+    const size_t dot = key.find('.');
+    const std::string section = key.substr(0, dot), name = key.substr(dot + 1);
+    if (!root.contains(section)) root.insert(section, toml::table{});
+    toml::table& t = *root[section].as_table();
+    std::visit(
+        [&](auto* p) {
+          if constexpr (std::is_same_v<std::remove_pointer_t<decltype(p)>, uint64_t>) t.insert(name, int64_t(*p));
+          else t.insert(name, *p);
+        },
+        f);
+  }
+  std::ostringstream os;
+  os << root << "\n";
+  return os.str();
+}
+
+}  // namespace loom::train

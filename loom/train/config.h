@@ -1,0 +1,42 @@
+// The training configuration: every key `loom train` accepts, its default, and the parser
+// for TOML files and `--section.key=value` overrides. Unknown keys and bad values are errors
+// that name the key (and the file).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace loom::train {
+
+struct TrainConfig {
+  // [model]
+  std::string model_preset = "gpt2-tiny";
+  std::string model_init;  // "" (random) | llmc:FILE | hf:DIR
+  // [data]
+  std::string data_train, data_val;
+  bool data_shuffle = false;
+  // [training]
+  int64_t steps = 100, batch_size = 4, seq_len = 64, grad_accum = 1, threads = 0;  // threads 0 = all cores
+  uint64_t seed = 1337;
+  // [optimizer]
+  double lr = 6e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
+  std::string schedule = "cosine";
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.1;
+  // [checkpoint]
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0, checkpoint_keep = 3;
+  // [logging]
+  std::string metrics;  // JSONL path, "" = none
+  // [eval]
+  int64_t eval_every = 0, eval_batches = 10;
+};
+
+// Defaults, then the TOML file (if path non-empty), then each "section.key=value" override.
+TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides);
+// The config as TOML text (saved inside checkpoints).
+std::string to_toml(const TrainConfig& c);
+void validate(const TrainConfig& c);
+
+}  // namespace loom::train

@@ -1,0 +1,102 @@
+// TransformerLM: parameter names and counts against published sizes, KV-cache decoding against
+// the full forward pass, init statistics, and bad configs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "loom/autograd/function.h"
+#include "loom/nn/transformer.h"
+#include "loom/ops/shape.h"
+
+using namespace loom;
+
+TEST(TransformerLM, Gpt2_124MHasLlmcParameterCount) {
+  nn::TransformerLM m(models::preset("gpt2-124M"));
+  // FORMATS.md: GPT-2 124M is 124,475,904 floats with the vocabulary padded to 50304.
+  EXPECT_EQ(m.num_parameters(), 124475904);
+  auto named = m.named_parameters();
+  EXPECT_EQ(named.front().first, "tok_emb.weight");
+  EXPECT_EQ(named[1].first, "pos_emb.weight");
+  EXPECT_EQ(named[2].first, "layers.0.attn_norm.weight");
+  EXPECT_EQ(named.back().first, "norm.bias");  // tied head: no lm_head parameter
+}
+
+TEST(TransformerLM, LlamaShapesMatchHfConfigs) {
+  // Qwen2-0.5B: 494,032,768 parameters (tied embeddings), as its model card states.
+  nn::TransformerLM q(models::preset("qwen2-0.5B"));
+  EXPECT_EQ(q.num_parameters(), 494032768);
+  auto sd = q.state_dict();
+  EXPECT_EQ(sd.at("layers.0.attn.wk.weight").shape(), Shape({128, 896}));  // 2 kv heads of 64
+  EXPECT_TRUE(sd.count("layers.0.attn.wq.bias"));
+  EXPECT_FALSE(sd.count("layers.0.attn.wo.bias"));
+  EXPECT_FALSE(sd.count("lm_head.weight"));
+}
+
+TEST(TransformerLM, InitFollowsGpt2Rules) {
+  nn::TransformerLM m(models::preset("gpt2-tiny"));
+  m.init(1);
+  auto sd = m.state_dict();
+  auto stdev = [](const Tensor& t) {
+    double s = 0, ss = 0;
+    std::vector<double> v = t.to_vector();
+    for (double x : v) s += x, ss += x * x;
+    return std::sqrt(ss / double(v.size()) - (s / double(v.size())) * (s / double(v.size())));
+  };
+  EXPECT_NEAR(stdev(sd.at("tok_emb.weight")), 0.02, 0.002);
+  EXPECT_NEAR(stdev(sd.at("layers.0.attn.wo.weight")), 0.02 / std::sqrt(4.0), 0.002);  // 1/sqrt(2L), L = 2
+  EXPECT_EQ(sd.at("layers.1.mlp_norm.weight").to_vector(), std::vector<double>(64, 1.0));
+  EXPECT_EQ(sd.at("layers.1.mlp.fc.bias").to_vector(), std::vector<double>(256, 0.0));
+}
+
+class KVCacheTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(KVCacheTest, IncrementalDecodingMatchesFullForward) {
+  nn::TransformerLM m(models::preset(GetParam()));
+  m.init(3);
+  autograd::NoGradGuard no_grad;
+  Tensor ids = Tensor::from_ints({5, 17, 200, 3, 99, 42, 7, 128}, {1, 8});
+  Tensor full = m.forward(ids);  // (1, 8, Vp)
+  nn::KVCache cache;
+  Tensor first = m.forward(ops::narrow(ids, 1, 0, 5), &cache);
+  std::vector<double> a = ops::narrow(full, 1, 0, 5).to_vector(), b = first.to_vector();
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5);
+  for (int64_t t = 5; t < 8; ++t) {
+    Tensor step = m.forward(ops::narrow(ids, 1, t, 1), &cache);
+    std::vector<double> want = ops::narrow(full, 1, t, 1).to_vector(), got = step.to_vector();
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], got[i], 1e-5) << "position " << t;
+  }
+  EXPECT_EQ(cache.length(), 8);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, KVCacheTest, ::testing::Values("gpt2-tiny", "llama-tiny", "qwen2-tiny"));
+
+TEST(TransformerLM, LossExcludesPaddedVocabulary) {
+  models::ModelConfig c = models::preset("gpt2-tiny");
+  c.vocab_size = 200;  // padded_vocab stays 256
+  nn::TransformerLM m(c);
+  m.init(5);
+  Tensor ids = Tensor::from_ints({1, 2, 3, 4}, {1, 4}), tgt = Tensor::from_ints({2, 3, 4, 199}, {1, 4});
+  Tensor logits = m.forward(ids);
+  // Reference: log-softmax over the first 200 logits only.
+  std::vector<double> l = logits.to_vector();
+  double want = 0;
+  const std::vector<int64_t> t = {2, 3, 4, 199};
+  for (int64_t r = 0; r < 4; ++r) {
+    double mx = -1e300, s = 0;
+    for (int64_t v = 0; v < 200; ++v) mx = std::max(mx, l[size_t(r * 256 + v)]);
+    for (int64_t v = 0; v < 200; ++v) s += std::exp(l[size_t(r * 256 + v)] - mx);
+    want += (std::log(s) + mx - l[size_t(r * 256 + t[size_t(r)])]) / 4;
+  }
+  EXPECT_NEAR(m.loss(logits, tgt).item(), want, 1e-5);
+  EXPECT_THROW(m.loss(logits, Tensor::from_ints({2, 3, 4, 200}, {1, 4})), Error);
+}
+
+TEST(TransformerLM, RejectsBadConfigsAndInputs) {
+  models::ModelConfig c = models::preset("llama-tiny");
+  c.n_kv_head = 3;
+  EXPECT_THROW(nn::TransformerLM{c}, Error);
+  EXPECT_THROW(models::preset("gpt5"), Error);
+  nn::TransformerLM m(models::preset("gpt2-tiny"));
+  EXPECT_THROW(m.forward(Tensor::from_ints({1, 300}, {1, 2})), Error);  // id >= padded vocab
+  EXPECT_THROW(m.forward(Tensor::zeros({1, 129}, DType::i64)), Error);  // longer than max_seq_len
+}
