@@ -1,0 +1,125 @@
+// Token shards and the loader: llm.c's file layout and batch order, seeded shuffling,
+// resumable position, and every kind of bad shard.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "loom/data/shards.h"
+
+using namespace loom;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("loom_shards_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  static inline int counter = 0;
+};
+
+std::vector<uint32_t> iota_tokens(size_t n, uint32_t start = 0) {
+  std::vector<uint32_t> t(n);
+  for (size_t i = 0; i < n; ++i) t[i] = start + uint32_t(i);
+  return t;
+}
+
+}  // namespace
+
+TEST(Shards, FileLayoutIsLlmc) {
+  TempDir d;
+  data::write_shard(d.file("a.bin"), {1, 2, 65535}, false);
+  std::ifstream f(d.file("a.bin"), std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), {});
+  ASSERT_EQ(bytes.size(), 1024u + 6u);
+  const int32_t* h = reinterpret_cast<const int32_t*>(bytes.data());
+  EXPECT_EQ(h[0], 20240520);
+  EXPECT_EQ(h[1], 1);
+  EXPECT_EQ(h[2], 3);
+  const uint16_t* toks = reinterpret_cast<const uint16_t*>(bytes.data() + 1024);
+  EXPECT_EQ(toks[2], 65535);
+  data::TokenShard s(d.file("a.bin"));
+  EXPECT_EQ(s.size(), 3);
+  EXPECT_EQ(s.at(2), 65535u);
+  data::write_shard(d.file("w.bin"), {70000, 5}, true);
+  EXPECT_EQ(data::TokenShard(d.file("w.bin")).at(0), 70000u);
+}
+
+TEST(Loader, UnshuffledOrderIsLlmc) {
+  TempDir d;
+  const int64_t B = 2, T = 4;
+  data::write_shard(d.file("s0.bin"), iota_tokens(20), false);  // floor(19/8) = 2 batches
+  data::write_shard(d.file("s1.bin"), iota_tokens(9, 100), false);  // 1 batch
+  data::DataLoader dl(d.path.string(), "data.train", B, T, false, 0, 1000);
+  EXPECT_EQ(dl.batches_per_epoch(), 3);
+  for (int64_t k = 0; k < 2; ++k) {
+    data::Batch b = dl.next();
+    std::vector<int64_t> in = b.inputs.to_ints(), tg = b.targets.to_ints();
+    for (int64_t i = 0; i < B * T; ++i) {
+      EXPECT_EQ(in[size_t(i)], k * B * T + i);  // tokens [k·B·T, k·B·T + B·T + 1)
+      EXPECT_EQ(tg[size_t(i)], k * B * T + i + 1);
+    }
+  }
+  EXPECT_EQ(dl.next().inputs.to_ints()[0], 100);  // next shard
+  EXPECT_EQ(dl.next().inputs.to_ints()[0], 0);    // wraps into epoch 1
+  EXPECT_EQ(dl.state().epoch, 1);
+}
+
+TEST(Loader, ShuffleIsASeededPermutationAndResumable) {
+  TempDir d;
+  data::write_shard(d.file("s.bin"), iota_tokens(1001), false);
+  auto epoch_windows = [&](uint64_t seed) {
+    data::DataLoader dl(d.file("s.bin"), "data.train", 2, 10, true, seed, 2000);
+    std::vector<int64_t> starts;
+    for (int64_t k = 0; k < dl.batches_per_epoch(); ++k) {
+      std::vector<int64_t> in = dl.next().inputs.to_ints();
+      starts.push_back(in[0]);
+      starts.push_back(in[10]);
+    }
+    return starts;
+  };
+  std::vector<int64_t> a = epoch_windows(1), b = epoch_windows(1), c = epoch_windows(2);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_EQ(std::set<int64_t>(a.begin(), a.end()).size(), 100u);  // every window exactly once
+  data::DataLoader dl(d.file("s.bin"), "data.train", 2, 10, true, 1, 2000);
+  dl.next();
+  data::LoaderState st = dl.state();
+  std::vector<int64_t> want = dl.next().inputs.to_ints();
+  data::DataLoader again(d.file("s.bin"), "data.train", 2, 10, true, 1, 2000);
+  again.set_state(st);
+  EXPECT_EQ(again.next().inputs.to_ints(), want);
+}
+
+TEST(Loader, RejectsBadShards) {
+  TempDir d;
+  data::write_shard(d.file("good.bin"), iota_tokens(100), false);
+  auto expect_error = [](const std::function<void()>& fn, const std::string& needle) {
+    try {
+      fn();
+      ADD_FAILURE() << "no error; wanted one containing " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  {
+    std::fstream f(d.file("bad_magic.bin"), std::ios::out | std::ios::binary);
+    std::vector<int32_t> h(256, 0);
+    h[0] = 12345;
+    f.write(reinterpret_cast<char*>(h.data()), 1024);
+  }
+  expect_error([&] { data::TokenShard s(d.file("bad_magic.bin")); }, "bad magic 12345");
+  fs::copy_file(d.file("good.bin"), d.file("trunc.bin"));
+  fs::resize_file(d.file("trunc.bin"), 1024 + 150);
+  expect_error([&] { data::TokenShard s(d.file("trunc.bin")); }, "truncated");
+  fs::resize_file(d.file("trunc.bin"), 10);
+  expect_error([&] { data::TokenShard s(d.file("trunc.bin")); }, "shorter than the 1024-byte header");
+  expect_error([&] { data::TokenShard s(d.file("missing.bin")); }, "missing.bin");
+  expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 2, 10, false, 0, 15); dl.next(); }, "token id 15");
+  expect_error([&] { data::DataLoader dl(d.file("nothing*.bin"), "data.val", 2, 10, false, 0, 50); }, "data.val: no shard files");
+  expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 8, 64, false, 0, 500); }, "fewer than");
+}
