@@ -1,0 +1,72 @@
+// Optimizer pieces (LR schedules, global-norm clipping, AdamW on a parameter) and the
+// sampler, each against a closed form or a frequency count.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "loom/optim/adamw.h"
+#include "loom/train/generate.h"
+
+using namespace loom;
+
+TEST(Schedule, WarmupCosineAndWsd) {
+  optim::Schedule s{"cosine", 1.0, 0.1, 10, 110};
+  EXPECT_DOUBLE_EQ(s.at(5), 0.5);
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);
+  EXPECT_NEAR(s.at(60), 0.1 + 0.5 * 0.9, 1e-12);  // halfway through the cosine
+  EXPECT_NEAR(s.at(110), 0.1, 1e-12);
+  optim::Schedule w{"wsd", 1.0, 0.0, 0, 100, 0.2};
+  EXPECT_DOUBLE_EQ(w.at(80), 1.0);
+  EXPECT_NEAR(w.at(90), 0.5, 1e-12);
+  EXPECT_NEAR(w.at(100), 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ((optim::Schedule{"constant", 0.3, 0.1, 0, 10}.at(7)), 0.3);
+  EXPECT_THROW((optim::Schedule{"linear", 1, 0, 0, 10}.at(5)), Error);
+}
+
+TEST(ClipGradNorm, ScalesToMaxNormAndReportsTheNormBefore) {
+  Tensor a = Tensor::zeros({2}), b = Tensor::zeros({1});
+  a.set_grad(Tensor::from_vector({3, 0}, {2}));
+  b.set_grad(Tensor::from_vector({4}, {1}));
+  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 1.0), 5.0, 1e-12);
+  EXPECT_NEAR(a.grad().to_vector()[0], 3.0 / 5.0, 1e-6);
+  EXPECT_NEAR(b.grad().to_vector()[0], 4.0 / 5.0, 1e-6);
+  b.set_grad(Tensor::from_vector({NAN}, {1}));
+  EXPECT_THROW(optim::clip_grad_norm({a, b}, 1.0), Error);
+}
+
+TEST(AdamW, FirstStepMovesEachWeightByLr) {
+  // With bias correction, step 1 moves every element by lr·sign(g) (|g| >> eps), plus decay.
+  Tensor p = Tensor::from_vector({1, -2, 3}, {3});
+  p.set_requires_grad(true);
+  p.set_grad(Tensor::from_vector({0.5, -0.1, 2}, {3}));
+  optim::AdamW opt({p}, {true}, {0.1, 0.9, 0.95, 1e-8, 0.5});
+  opt.step(0.1);
+  std::vector<double> v = p.to_vector();
+  EXPECT_NEAR(v[0], 1 * (1 - 0.05) - 0.1, 1e-6);
+  EXPECT_NEAR(v[1], -2 * (1 - 0.05) + 0.1, 1e-6);
+  EXPECT_NEAR(v[2], 3 * (1 - 0.05) - 0.1, 1e-6);
+}
+
+TEST(Sampling, GreedyTopKTopPAndTemperature) {
+  const std::vector<double> logits = {1.0, 3.0, 2.0, 0.5, 9.0};  // index 4 is padding beyond V = 4
+  train::GenerateOptions greedy;
+  greedy.temperature = 0;
+  EXPECT_EQ(train::sample_token(logits, 4, greedy, 0), 1);
+  train::GenerateOptions topk;
+  topk.top_k = 1;
+  EXPECT_EQ(train::sample_token(logits, 4, topk, 3), 1);
+  // Frequencies at temperature 1 follow softmax over the first 4 logits; top_p 0.7 keeps {1, 2}.
+  train::GenerateOptions plain, nucleus;
+  nucleus.top_p = 0.7;
+  std::vector<int> counts(4, 0), kept(4, 0);
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    ++counts[size_t(train::sample_token(logits, 4, plain, uint64_t(i)))];
+    ++kept[size_t(train::sample_token(logits, 4, nucleus, uint64_t(i)))];
+  }
+  double z = std::exp(1.0) + std::exp(3.0) + std::exp(2.0) + std::exp(0.5);
+  EXPECT_NEAR(counts[1] / double(n), std::exp(3.0) / z, 0.015);
+  EXPECT_NEAR(counts[0] / double(n), std::exp(1.0) / z, 0.015);
+  EXPECT_EQ(kept[0] + kept[3], 0);
+  EXPECT_NEAR(kept[1] / double(n), std::exp(3.0) / (std::exp(3.0) + std::exp(2.0)), 0.015);
+}
