@@ -16,7 +16,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 
 train: build
-	$(BUILD)/examples/demo_train
+	BUILD=$(BUILD) scripts/demo
 
 bench: build
 	bench/run

@@ -57,6 +57,7 @@ const std::map<std::string, std::function<ModelConfig()>>& presets() {
       {"gpt2-774M", [] { return gpt2(36, 20, 1280); }},
       {"gpt2-1558M", [] { return gpt2(48, 25, 1600); }},
       {"gpt2-tiny", [] { return gpt2(2, 4, 64, 256, 128); }},
+      {"gpt2-mini", [] { return gpt2(4, 4, 128, 2048, 256); }},
       {"llama3.2-1B", [] { return llama("llama", 16, 32, 8, 2048, 8192, 128256, 500000.0, true, 131072); }},
       {"llama2-7B", [] { return llama("llama", 32, 32, 32, 4096, 11008, 32000, 10000.0, false, 4096); }},
       {"qwen2-0.5B", [] { return llama("qwen2", 24, 14, 2, 896, 4864, 151936, 1000000.0, true, 32768); }},

@@ -103,6 +103,11 @@ void TransformerLM::init(uint64_t seed) {
     Tensor dst = p;
     ops::copy_(dst, value);
   }
+  // Rows past vocab_size are padding: zero, they get no gradient and stay zero.
+  if (c_.padded_vocab > c_.vocab_size) {
+    Tensor pad = ops::narrow(tok_emb->weight, 0, c_.vocab_size, c_.padded_vocab - c_.vocab_size);
+    ops::copy_(pad, Tensor::zeros({}));
+  }
 }
 
 Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {

@@ -57,7 +57,8 @@ class TransformerLM : public Module {
   explicit TransformerLM(const models::ModelConfig& config);
   const models::ModelConfig& config() const { return c_; }
   // Fills every parameter from seed: N(0, 0.02) for matrices and embeddings, residual output
-  // projections (attn.wo, mlp.proj/down) scaled by 1/sqrt(2L), zeros for biases, ones for norms.
+  // projections (attn.wo, mlp.proj/down) scaled by 1/sqrt(2L), zeros for biases, ones for norms;
+  // padded vocabulary rows are zero.
   void init(uint64_t seed);
   // ids: (B, T) integer -> logits (B, T, padded_vocab). With a cache, T new tokens continue it.
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;

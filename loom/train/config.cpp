@@ -4,6 +4,7 @@
 
 #include <toml++/toml.h>
 
+#include <fstream>
 #include <functional>
 #include <sstream>
 #include <variant>
@@ -19,6 +20,7 @@ using Field = std::variant<std::string*, int64_t*, uint64_t*, double*, bool*>;
 std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
   return {{"model.preset", &c.model_preset},
           {"model.init", &c.model_init},
+          {"model.vocab_size", &c.vocab_size},
           {"data.train", &c.data_train},
           {"data.val", &c.data_val},
           {"data.shuffle", &c.data_shuffle},
@@ -99,16 +101,26 @@ void walk(const toml::table& table, const std::string& prefix, TrainConfig& c, c
 }  // namespace
 
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  TrainConfig c;
+  std::string text;
   if (!path.empty()) {
-    toml::table t;
-    try {
-      t = toml::parse_file(path);
-    } catch (const toml::parse_error& e) {
-      throw Error(fmt::format("config: {}: {} (line {})", path, std::string(e.description()), e.source().begin.line));
-    }
-    walk(t, "", c, " in " + path);
+    std::ifstream f(path, std::ios::binary);
+    LOOM_CHECK(f.good(), "config: cannot read {}", path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
   }
+  return parse_config(text, path, overrides);
+}
+
+TrainConfig parse_config(const std::string& toml_text, const std::string& origin, const std::vector<std::string>& overrides) {
+  TrainConfig c;
+  toml::table t;
+  try {
+    t = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    throw Error(fmt::format("config: {}: {} (line {})", origin, std::string(e.description()), e.source().begin.line));
+  }
+  walk(t, "", c, " in " + origin);
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');
     LOOM_CHECK(eq != std::string::npos && eq > 0, "config: override '{}' must look like section.key=value", o);
@@ -127,6 +139,7 @@ void validate(const TrainConfig& c) {
   positive(c.grad_accum, "training.grad_accum");
   positive(c.eval_batches, "eval.batches");
   positive(c.checkpoint_keep, "checkpoint.keep");
+  LOOM_CHECK(c.vocab_size >= 0, "config: model.vocab_size must be >= 0, got {}", c.vocab_size);
   LOOM_CHECK(c.threads >= 0, "config: training.threads must be >= 0, got {}", c.threads);
   LOOM_CHECK(c.lr > 0, "config: optimizer.lr must be positive, got {}", c.lr);
   LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, "config: optimizer.beta1/beta2 must be in [0, 1), got {} and {}",

@@ -13,6 +13,7 @@ struct TrainConfig {
   // [model]
   std::string model_preset = "gpt2-tiny";
   std::string model_init;  // "" (random) | llmc:FILE | hf:DIR
+  int64_t vocab_size = 0;  // 0 = the preset's; else resized to match a tokenizer
   // [data]
   std::string data_train, data_val;
   bool data_shuffle = false;
@@ -35,6 +36,8 @@ struct TrainConfig {
 
 // Defaults, then the TOML file (if path non-empty), then each "section.key=value" override.
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides);
+// The same from TOML text; origin names it in error messages.
+TrainConfig parse_config(const std::string& toml_text, const std::string& origin, const std::vector<std::string>& overrides);
 // The config as TOML text (saved inside checkpoints).
 std::string to_toml(const TrainConfig& c);
 void validate(const TrainConfig& c);

@@ -1,0 +1,23 @@
+// The `loom` subcommands: each file in loom/cli registers one on the CLI11 app and runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+#include "loom/core/error.h"
+
+namespace loom::cli {
+
+// A registered subcommand and what runs when it is chosen (returns the exit code).
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command add_train(CLI::App& app);
+Command add_prepare(CLI::App& app);
+Command add_generate(CLI::App& app);
+Command add_convert(CLI::App& app);
+Command add_tokenizer(CLI::App& app);
+
+}  // namespace loom::cli

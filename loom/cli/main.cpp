@@ -1,0 +1,35 @@
+// `loom`: one command for training, data preparation, generation, conversion and tokenizers.
+// Exit codes: 0 ok, 2 bad input (loom::Error: config, data, checkpoint, arguments), 1 a bug.
+#include <cstdio>
+#include <vector>
+
+#include "loom/cli/commands.h"
+#include "loom/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"loom: train and run large language models"};
+  app.require_subcommand(1);
+  std::vector<loom::cli::Command> commands;
+  for (auto add : {loom::cli::add_train, loom::cli::add_prepare, loom::cli::add_generate, loom::cli::add_convert, loom::cli::add_tokenizer})
+    commands.push_back(add(app));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+  try {
+    for (auto& c : commands)
+      if (c.app->parsed()) return c.run();
+    return 1;
+  } catch (const loom::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: internal: %s\n", e.what());
+    return 1;
+  }
+}

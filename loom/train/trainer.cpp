@@ -1,0 +1,171 @@
+// The training loop.
+#include "loom/train/trainer.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "loom/autograd/function.h"
+#include "loom/io/hf_checkpoint.h"
+#include "loom/io/llmc.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/nn.h"
+#include "loom/train/checkpoint.h"
+
+namespace loom::train {
+
+namespace {
+
+std::atomic<int> g_signal{0};
+void on_signal(int sig) { g_signal = sig; }
+
+constexpr double kPeakFlops = 157e9;  // this machine's fp32 peak: 2 cores × AVX2 FMA
+
+std::string format_eta(double secs) {
+  const auto s = int64_t(secs);
+  return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+}
+
+}  // namespace
+
+std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg) {
+  const std::string& init = cfg.model_init;
+  if (init.empty()) {
+    models::ModelConfig mc = models::preset(cfg.model_preset);
+    if (cfg.vocab_size > 0) {
+      mc.vocab_size = cfg.vocab_size;
+      mc.padded_vocab = mc.family == "gpt2" ? models::pad_vocab(cfg.vocab_size) : cfg.vocab_size;
+    }
+    auto model = std::make_unique<nn::TransformerLM>(mc);
+    model->init(cfg.seed);
+    return model;
+  }
+  const size_t colon = init.find(':');
+  const std::string kind = colon == std::string::npos ? "" : init.substr(0, colon), path = init.substr(colon + 1);
+  LOOM_CHECK(kind == "llmc" || kind == "hf", "config: model.init '{}' must be llmc:FILE or hf:DIR", init);
+  io::ModelWeights w = kind == "llmc" ? io::read_llmc(path) : io::load_hf(path);
+  LOOM_CHECK(cfg.vocab_size == 0 || cfg.vocab_size == w.config.vocab_size, "config: model.vocab_size {} differs from {}'s vocabulary of {}",
+             cfg.vocab_size, init, w.config.vocab_size);
+  auto model = std::make_unique<nn::TransformerLM>(w.config);
+  model->load_state_dict(w.state);
+  return model;
+}
+
+double flops_per_token(const nn::TransformerLM& model, int64_t T) {
+  const auto& c = model.config();
+  return 6.0 * double(model.num_parameters()) + 6.0 * double(c.n_layer) * double(c.n_embd) * double(T);
+}
+
+Trainer::Trainer(TrainConfig cfg, bool resume) : cfg_(std::move(cfg)) {
+  omp_set_num_threads(cfg_.threads > 0 ? int(cfg_.threads) : omp_get_num_procs());
+  model_ = build_model(cfg_);
+  LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
+             model_->config().max_seq_len);
+  std::vector<Tensor> params;
+  std::vector<bool> decay;
+  for (auto& [name, p] : model_->named_parameters()) {
+    params.push_back(p);
+    decay.push_back(p.ndim() >= 2);  // matrices and embeddings; not norms and biases
+  }
+  opt_ = std::make_unique<optim::AdamW>(params, decay, optim::AdamWConfig{cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay});
+  const int64_t V = model_->config().vocab_size;
+  train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V);
+  if (!cfg_.data_val.empty())
+    val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V);
+  if (resume) {
+    LOOM_CHECK(!cfg_.checkpoint_dir.empty(), "config: --resume needs checkpoint.dir");
+    if (auto dir = latest_checkpoint(cfg_.checkpoint_dir)) {
+      TrainState s = load_checkpoint(*dir, *model_, *opt_);
+      start_step_ = s.step;
+      train_->set_state(s.loader);
+      fmt::print("resumed from {} (step {})\n", *dir, s.step);
+    } else {
+      fmt::print("no checkpoint in {}; starting from scratch\n", cfg_.checkpoint_dir);
+    }
+  }
+}
+
+double Trainer::evaluate() {
+  autograd::NoGradGuard no_grad;
+  val_->reset();
+  double total = 0;
+  for (int64_t i = 0; i < cfg_.eval_batches; ++i) {
+    data::Batch b = val_->next();
+    total += model_->loss(model_->forward(b.inputs), b.targets).item();
+  }
+  return total / double(cfg_.eval_batches);
+}
+
+int Trainer::run() {
+  g_signal = 0;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::ofstream metrics;
+  if (!cfg_.metrics.empty()) {
+    metrics.open(cfg_.metrics, start_step_ > 0 ? std::ios::app : std::ios::trunc);
+    LOOM_CHECK(metrics.good(), "config: cannot open logging.metrics file {}", cfg_.metrics);
+  }
+  const auto& mc = model_->config();
+  const double fpt = flops_per_token(*model_, cfg_.seq_len);
+  const int64_t tokens_per_step = cfg_.batch_size * cfg_.seq_len * cfg_.grad_accum;
+  optim::Schedule sched{cfg_.schedule, cfg_.lr, cfg_.min_lr_ratio, cfg_.warmup_steps, cfg_.steps};
+  fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step, {} steps\n", cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init,
+             mc.n_layer, mc.n_embd, double(model_->num_parameters()) / 1e6, tokens_per_step, cfg_.steps);
+  auto save = [&](int64_t step) {
+    if (cfg_.checkpoint_dir.empty()) return;
+    save_checkpoint(cfg_.checkpoint_dir, *model_, *opt_, {step, train_->state(), to_toml(cfg_)}, cfg_.checkpoint_keep);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t step = start_step_ + 1; step <= cfg_.steps; ++step) {
+    const auto ts = std::chrono::steady_clock::now();
+    std::vector<data::Batch> micro;
+    int64_t counted = 0;
+    for (int64_t i = 0; i < cfg_.grad_accum; ++i) {
+      micro.push_back(train_->next());
+      for (int64_t t : micro.back().targets.to_ints()) counted += t != -100;
+    }
+    // Each micro-batch contributes its summed loss over the step's total token count, so the
+    // accumulated gradient is that of the mean over the whole step.
+    double loss = 0;
+    for (const data::Batch& b : micro) {
+      Tensor l = ops::mul(ops::cross_entropy(model_->forward(b.inputs), b.targets, -100, ops::Reduction::sum, mc.vocab_size),
+                          1.0 / double(std::max<int64_t>(counted, 1)));
+      l.backward();
+      loss += l.item();
+    }
+    const double norm = optim::clip_grad_norm(opt_->params(), cfg_.grad_clip);
+    const double lr = sched.at(step);
+    opt_->step(lr);
+    opt_->zero_grad();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+    const double tps = double(tokens_per_step) / dt;
+    nlohmann::json rec = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tps}, {"mfu", fpt * tps / kPeakFlops}};
+    std::string val_text;
+    if (val_ && cfg_.eval_every > 0 && (step % cfg_.eval_every == 0 || step == cfg_.steps)) {
+      const double vl = evaluate();
+      rec["val_loss"] = vl;
+      val_text = fmt::format("  val {:.4f}", vl);
+    }
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double eta = elapsed / double(step - start_step_) * double(cfg_.steps - step);
+    fmt::print("step {:>5}/{}  loss {:.4f}{}  lr {:.2e}  norm {:.3f}  {:.0f} tok/s  MFU {:.1f}%  ETA {}\n", step, cfg_.steps, loss, val_text, lr,
+               norm, tps, 100.0 * fpt * tps / kPeakFlops, format_eta(eta));
+    std::fflush(stdout);
+    if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
+    if (cfg_.checkpoint_every > 0 && step % cfg_.checkpoint_every == 0 && step != cfg_.steps) save(step);
+    if (g_signal != 0) {
+      save(step);
+      fmt::print("stopped by signal {} at step {}{}\n", int(g_signal), step, cfg_.checkpoint_dir.empty() ? "" : "; checkpoint saved");
+      return 0;
+    }
+  }
+  save(cfg_.steps);
+  return 0;
+}
+
+}  // namespace loom::train

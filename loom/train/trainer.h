@@ -1,0 +1,38 @@
+// The pre-training loop behind `loom train`: model, optimizer, data, gradient accumulation,
+// clipping, LR schedule, evaluation, progress line, metrics JSONL, checkpoints and resume,
+// and a clean save-and-exit on SIGINT/SIGTERM.
+#pragma once
+
+#include <memory>
+
+#include "loom/data/shards.h"
+#include "loom/nn/transformer.h"
+#include "loom/optim/adamw.h"
+#include "loom/train/config.h"
+
+namespace loom::train {
+
+// Builds the model a config asks for: a preset with random init, or weights from
+// model.init (llmc:FILE | hf:DIR), whose own shape then wins over the preset.
+std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg);
+
+// FLOPs of one training token: 6N + 6·L·C·T (PaLM's estimate, attention included).
+double flops_per_token(const nn::TransformerLM& model, int64_t T);
+
+class Trainer {
+ public:
+  // With resume, continues from the newest complete checkpoint in checkpoint.dir (if any).
+  Trainer(TrainConfig cfg, bool resume);
+  // Returns the process exit code (0, also after a signal-triggered save).
+  int run();
+
+ private:
+  double evaluate();
+  TrainConfig cfg_;
+  std::unique_ptr<nn::TransformerLM> model_;
+  std::unique_ptr<optim::AdamW> opt_;
+  std::unique_ptr<data::DataLoader> train_, val_;
+  int64_t start_step_ = 0;
+};
+
+}  // namespace loom::train
