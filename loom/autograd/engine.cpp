@@ -15,6 +15,7 @@ namespace loom::autograd {
 
 namespace {
 thread_local bool t_grad_enabled = true;
+thread_local LeafCollector* t_collector = nullptr;
 std::atomic<uint64_t> g_next_seq{0};
 }  // namespace
 
@@ -65,7 +66,13 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   return acc;
 }
 
+LeafCollector::LeafCollector() : prev_(t_collector) { t_collector = this; }
+LeafCollector::~LeafCollector() { t_collector = prev_; }
+
 void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  if (t_collector)
+    for (const Tensor& t : inputs)
+      if (t.defined() && t.requires_grad() && t.is_leaf() && t_collector->seen_.insert(t.impl()).second) t_collector->leaves.push_back(t);
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<FunctionNode>(op, std::move(fn));
   node->next.reserve(inputs.size());
@@ -74,7 +81,8 @@ void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, Back
   out.impl()->requires_grad = true;
 }
 
-void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+namespace {
+void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, LeafGrads* captured) {
   LOOM_CHECK(root.defined() && root.requires_grad(), "backward: the tensor does not require grad");
   Tensor g = grad;
   if (!g.defined()) {
@@ -109,7 +117,13 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     Tensor gn = std::move(grads[n]);
     grads.erase(n);
     std::vector<Tensor> outs;
-    if (gn.defined()) outs = n->apply(gn);
+    auto* acc = captured ? dynamic_cast<AccumulateGrad*>(n) : nullptr;
+    if (acc && gn.defined()) {
+      Tensor& slot = (*captured)[acc->leaf().get()];
+      slot = slot.defined() ? ops::add(slot, gn) : gn;
+    } else if (gn.defined()) {
+      outs = n->apply(gn);
+    }
     if (!retain_graph) n->release();
     LOOM_CHECK(outs.empty() || outs.size() == n->next.size(), "backward: {} returned {} gradients for {} inputs",
                n->name(), outs.size(), n->next.size());
@@ -124,5 +138,10 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     }
   }
 }
+
+}  // namespace
+
+void backward(const Tensor& root, const Tensor& grad, bool retain_graph) { run_backward(root, grad, retain_graph, nullptr); }
+void backward_captured(const Tensor& root, const Tensor& grad, LeafGrads& captured) { run_backward(root, grad, false, &captured); }
 
 }  // namespace loom::autograd

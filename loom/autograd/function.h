@@ -4,6 +4,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <unordered_set>
 
 #include "loom/autograd/node.h"
 
@@ -37,6 +38,22 @@ bool needs_grad(std::initializer_list<Tensor> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);
 // The node a gradient for t flows into: its grad_fn, its AccumulateGrad (leaf), or null.
 std::shared_ptr<Node> gradient_edge(const Tensor& t);
+// While alive, records every leaf that requires grad and reaches an op on this thread, even
+// under NoGradGuard (activation checkpointing learns which parameters a function uses).
+class LeafCollector {
+ public:
+  LeafCollector();
+  ~LeafCollector();
+  LeafCollector(const LeafCollector&) = delete;
+  LeafCollector& operator=(const LeafCollector&) = delete;
+  std::vector<Tensor> leaves;  // in first-use order
+
+ private:
+  friend void attach(Tensor&, const char*, const std::vector<Tensor>&, BackwardFn);
+  std::unordered_set<const TensorImpl*> seen_;
+  LeafCollector* prev_;
+};
+
 // Makes out a non-leaf whose gradient flows through fn into inputs. No-op unless needs_grad.
 void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn);
 

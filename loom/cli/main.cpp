@@ -1,6 +1,7 @@
 // `loom`: one command for training, data preparation, generation, conversion and tokenizers.
 // Exit codes: 0 ok, 2 bad input (loom::Error: config, data, checkpoint, arguments), 1 a bug.
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "loom/cli/commands.h"
@@ -12,6 +13,16 @@ int main(int argc, char** argv) {
   std::vector<loom::cli::Command> commands;
   for (auto add : {loom::cli::add_train, loom::cli::add_prepare, loom::cli::add_generate, loom::cli::add_convert, loom::cli::add_tokenizer})
     commands.push_back(add(app));
+  std::string known;
+  bool found = false;
+  for (auto& c : commands) {
+    known += (known.empty() ? "" : ", ") + c.app->get_name();
+    found = found || (argc > 1 && c.app->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !found) {
+    std::fprintf(stderr, "error: unknown command '%s' (commands: %s)\n", argv[1], known.c_str());
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -226,7 +226,7 @@ Tensor index_select(const Tensor& x_in, int64_t dim, const Tensor& idx_in) {
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t j = 0; j < n; ++j) std::memcpy(py + size_t(o * n + j) * row, px + size_t(o * r + idx[size_t(j)]) * row, row);
   attach(y, "index_select", {x}, [idx, xs = x.shape(), d, outer, r, inner](const Tensor& g_in) -> std::vector<Tensor> {
-    Tensor g = contiguous(g_in);
+    Tensor g = contiguous(is_half(g_in.dtype()) ? cast(g_in, DType::f32) : g_in);  // accumulate half grads in f32
     Tensor dx = Tensor::zeros(xs, g.dtype());
     dispatch_float(g.dtype(), "index_select backward", [&](auto tag) {
       using T = decltype(tag);
@@ -237,7 +237,7 @@ Tensor index_select(const Tensor& x_in, int64_t dim, const Tensor& idx_in) {
         for (int64_t j = 0; j < n; ++j)
           for (int64_t i = 0; i < inner; ++i) pd[(o * r + idx[size_t(j)]) * inner + i] += pg[(o * n + j) * inner + i];
     });
-    return {dx};
+    return {cast(dx, g_in.dtype())};
   });
   return y;
 }
@@ -266,7 +266,7 @@ Tensor gather(const Tensor& x_in, int64_t dim, const Tensor& idx_in) {
         std::memcpy(py + size_t(k) * es, px + size_t((o * r + idx[size_t(k)]) * inner + i) * es, es);
       }
   attach(y, "gather", {x}, [idx, xs = x.shape(), outer, r, inner, n](const Tensor& g_in) -> std::vector<Tensor> {
-    Tensor g = contiguous(g_in);
+    Tensor g = contiguous(is_half(g_in.dtype()) ? cast(g_in, DType::f32) : g_in);  // accumulate half grads in f32
     Tensor dx = Tensor::zeros(xs, g.dtype());
     dispatch_float(g.dtype(), "gather backward", [&](auto tag) {
       using T = decltype(tag);
@@ -279,7 +279,7 @@ Tensor gather(const Tensor& x_in, int64_t dim, const Tensor& idx_in) {
             pd[(o * r + idx[size_t(k)]) * inner + i] += pg[k];
           }
     });
-    return {dx};
+    return {cast(dx, g_in.dtype())};
   });
   return y;
 }

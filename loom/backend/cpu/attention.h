@@ -18,17 +18,15 @@ namespace loom::cpu {
 // no key gets out = 0 and lse = -inf.
 // Results do not depend on the number of OpenMP threads.
 template <typename T>
-void attention_forward(const T* q, const T* k, const T* v, const int32_t* doc, T* out, T* lse,
-                       int64_t B, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D,
-                       T scale, bool causal);
+void attention_forward(const T* q, const T* k, const T* v, const int32_t* doc, T* out, T* lse, int64_t B, int64_t H,
+                       int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D, T scale, bool causal);
 
 // Gradients of attention_forward. out and lse are the forward's results; probabilities are
 // recomputed from q, k and lse. dq: (B, H, Tq, D), dk, dv: (B, Hkv, Tk, D) are overwritten,
 // not accumulated into.
 template <typename T>
-void attention_backward(const T* q, const T* k, const T* v, const int32_t* doc, const T* out,
-                        const T* lse, const T* dout, T* dq, T* dk, T* dv,
-                        int64_t B, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D,
-                        T scale, bool causal);
+void attention_backward(const T* q, const T* k, const T* v, const int32_t* doc, const T* out, const T* lse,
+                        const T* dout, T* dq, T* dk, T* dv, int64_t B, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk,
+                        int64_t D, T scale, bool causal);
 
 }  // namespace loom::cpu

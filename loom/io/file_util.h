@@ -1,0 +1,39 @@
+// File helpers shared by the weight readers and writers: all-or-nothing file writes
+// (`path.tmp.<pid>` then rename, so a failed write never touches a good file), whole-file
+// reads and strict JSON parsing (duplicate keys rejected) with messages that name the file.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace loom::io {
+
+// `path` with ".tmp.<pid>" appended: the name a file or directory is built under.
+std::filesystem::path temp_path_for(const std::filesystem::path& path);
+
+// Writes go to temp_path_for(path); commit() flushes, fsyncs and renames over `path`.
+// Destroyed without commit() (an exception on the way), the temporary is removed.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::filesystem::path path);
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile();
+  void write(const void* data, size_t nbytes);
+  void write(std::string_view text) { write(text.data(), text.size()); }
+  void commit();
+
+ private:
+  std::filesystem::path path_, tmp_;
+  int fd_ = -1;
+};
+
+std::string read_text_file(const std::filesystem::path& path);
+// Parses `text`; throws naming `where` on a syntax error or a key repeated within one object.
+nlohmann::json parse_json(std::string_view text, const std::string& where);
+
+}  // namespace loom::io

@@ -1,0 +1,89 @@
+// Hugging Face model directory load and atomic save.
+#include "loom/io/hf_checkpoint.h"
+
+#include <unistd.h>
+
+#include "loom/io/file_util.h"
+#include "loom/io/safetensors.h"
+#include "loom/models/hf_names.h"
+
+namespace loom::io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Prefixes a conversion error with the file or directory it came from.
+template <typename F> auto naming(const fs::path& where, F&& f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", where.string(), e.what()));
+  }
+}
+
+void rename_or_throw(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::rename(from, to, ec);
+  LOOM_CHECK(!ec, "hf: cannot move {} to {}: {}", from.string(), to.string(), ec.message());
+}
+
+// Moves the complete `tmp` to `dir`; an existing dir is set aside first and restored on failure.
+void install_dir(const fs::path& tmp, const fs::path& dir) {
+  if (!fs::exists(dir)) return rename_or_throw(tmp, dir);
+  fs::path old = dir;
+  old += ".old." + std::to_string(::getpid());
+  rename_or_throw(dir, old);
+  try {
+    rename_or_throw(tmp, dir);
+  } catch (const Error&) {
+    std::error_code ec;
+    fs::rename(old, dir, ec);
+    throw;
+  }
+  std::error_code ec;
+  fs::remove_all(old, ec);
+}
+
+}  // namespace
+
+ModelWeights load_hf(const fs::path& dir) {
+  LOOM_CHECK(fs::is_directory(dir), "hf: {} is not a directory", dir.string());
+  const fs::path config_path = dir / "config.json";
+  LOOM_CHECK(fs::exists(config_path), "hf: {} has no config.json", dir.string());
+  const nlohmann::json j = parse_json(read_text_file(config_path), "hf: " + config_path.string());
+  ModelWeights w;
+  w.config = naming(config_path, [&] { return models::config_from_hf_json(j); });
+  const TensorMap tensors = read_safetensors_dir(dir);
+  w.state = naming(dir, [&] { return models::from_hf_tensors(w.config, tensors); });
+  return w;
+}
+
+void save_hf(const fs::path& dir_arg, const models::ModelConfig& config, const std::map<std::string, Tensor>& state, bool overwrite) {
+  const fs::path dir = dir_arg.has_filename() ? dir_arg : dir_arg.parent_path();  // "out/" -> "out"
+  if (fs::exists(dir)) {
+    LOOM_CHECK(fs::is_directory(dir), "hf: {} exists and is not a directory", dir.string());
+    LOOM_CHECK(overwrite || fs::is_empty(dir), "hf: {} exists and is not empty (ask to overwrite it to replace it)", dir.string());
+  }
+  // Convert (and so validate) everything before touching the disk.
+  const TensorMap hf = models::to_hf_tensors(config, state);
+  const std::string config_text = models::hf_config_json(config).dump(2) + "\n";
+
+  const fs::path tmp = temp_path_for(dir);
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  LOOM_CHECK(!ec, "hf: cannot create {}: {}", tmp.string(), ec.message());
+  try {
+    write_safetensors(tmp / "model.safetensors", hf, {{"format", "pt"}});
+    AtomicFile file(tmp / "config.json");
+    file.write(config_text);
+    file.commit();
+    install_dir(tmp, dir);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace loom::io

@@ -1,0 +1,28 @@
+// Hugging Face model directories (config.json + model.safetensors, or sharded safetensors
+// with an index) <-> a ModelConfig and a Loom state dict, through the family's name map.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "loom/core/tensor.h"
+#include "loom/models/config.h"
+
+namespace loom::io {
+
+// A model's weights outside any module: its config and Loom-named state dict.
+struct ModelWeights {
+  models::ModelConfig config;
+  std::map<std::string, Tensor> state;  // names as TransformerLM::state_dict() gives them
+};
+
+ModelWeights load_hf(const std::filesystem::path& dir);
+
+// Writes config.json and model.safetensors (metadata {"format": "pt"}, which transformers
+// requires) into `dir.tmp.<pid>`, then renames that to dir. An existing non-empty dir is an
+// error unless overwrite, and is replaced only once the new one is complete.
+void save_hf(const std::filesystem::path& dir, const models::ModelConfig& config, const std::map<std::string, Tensor>& state,
+             bool overwrite = false);
+
+}  // namespace loom::io

@@ -1,0 +1,336 @@
+// Tokenizer files: HF tokenizer.json (read and write), GPT-2 vocab.json + merges.txt and
+// OpenAI encoder.json + vocab.bpe (read), and GPT-2's byte ↔ code point map that their token
+// strings are written in. Every error names the file and the offending entry.
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "loom/core/error.h"
+#include "loom/tokenizer/bpe.h"
+
+namespace loom::tokenizer {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Bytes 33–126, 161–172 and 174–255 stand for themselves; the other 68 take 256, 257, ...
+constexpr std::array<char32_t, 256> make_byte_map() {
+  std::array<char32_t, 256> m{};
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    m[b] = printable ? char32_t(b) : next++;
+  }
+  return m;
+}
+constexpr std::array<char32_t, 256> kByteToCode = make_byte_map();
+constexpr char32_t kCodeLimit = 256 + 68;
+
+constexpr std::array<int16_t, kCodeLimit> make_code_map() {
+  std::array<int16_t, kCodeLimit> m{};
+  for (auto& v : m) v = -1;
+  for (int b = 0; b < 256; ++b) m[kByteToCode[b]] = int16_t(b);
+  return m;
+}
+constexpr std::array<int16_t, kCodeLimit> kCodeToByte = make_code_map();
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  LOOM_CHECK(in.is_open(), "tokenizer: cannot open {}: {}", file.string(), std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  LOOM_CHECK(!in.bad(), "tokenizer: cannot read {}", file.string());
+  return std::move(ss).str();
+}
+
+json read_json(const fs::path& file) {
+  const std::string text = read_text(file);
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("tokenizer: {}: invalid JSON: {}", file.string(), e.what()));
+  }
+}
+
+// A vocabulary as read from a file: token bytes by id, and ids by the file's token strings
+// (the form merges refer to).
+struct FileVocab {
+  std::vector<std::string> tokens;
+  std::unordered_map<std::string, int32_t> ids;
+};
+
+void put_token(FileVocab& v, int32_t id, std::string bytes, std::string_view where) {
+  if (size_t(id) >= v.tokens.size()) v.tokens.resize(size_t(id) + 1);
+  LOOM_CHECK(v.tokens[id].empty() || v.tokens[id] == bytes,
+             "tokenizer: {}: id {} is given to both {:?} and {:?}", where, id, v.tokens[id], bytes);
+  v.tokens[id] = std::move(bytes);
+}
+
+// `vocab` maps token strings to ids; ids in `literal` (added tokens) keep their own content.
+FileVocab parse_vocab(const json& vocab, std::string_view where,
+                      const std::unordered_map<int32_t, std::string>& literal) {
+  LOOM_CHECK(vocab.is_object(), "tokenizer: {}: expected an object of token → id, got {}",
+             where, vocab.type_name());
+  FileVocab v;
+  v.ids.reserve(vocab.size());
+  for (const auto& [str, val] : vocab.items()) {
+    LOOM_CHECK(val.is_number_integer() && val.get<int64_t>() >= 0 &&
+                   val.get<int64_t>() < INT32_MAX,
+               "tokenizer: {}: token {:?} has id {}, expected an integer in [0, 2^31)", where,
+               str, val.dump());
+    const auto id = val.get<int32_t>();
+    v.ids.emplace(str, id);
+    if (literal.contains(id)) continue;
+    std::optional<std::string> bytes = from_byte_level(str);
+    LOOM_CHECK(bytes, "tokenizer: {}: token {:?} (id {}) is not byte-level: it has a character "
+               "outside GPT-2's byte alphabet", where, str, id);
+    put_token(v, id, std::move(*bytes), where);
+  }
+  for (const auto& [id, content] : literal) put_token(v, id, content, where);
+  return v;
+}
+
+Tokenizer::Merge resolve_merge(const FileVocab& v, const std::string& a, const std::string& b,
+                               std::string_view where) {
+  auto l = v.ids.find(a), r = v.ids.find(b);
+  LOOM_CHECK(l != v.ids.end(), "tokenizer: {}: {:?} is not in the vocabulary", where, a);
+  LOOM_CHECK(r != v.ids.end(), "tokenizer: {}: {:?} is not in the vocabulary", where, b);
+  LOOM_CHECK(v.ids.contains(a + b), "tokenizer: {}: merge result {:?} is not in the vocabulary",
+             where, a + b);
+  return {l->second, r->second};
+}
+
+// Builds the tokenizer, naming `file` in any complaint the constructor makes.
+Tokenizer make(FileVocab v, std::vector<Tokenizer::Merge> merges, std::vector<int32_t> specials,
+               const fs::path& file) {
+  try {
+    return Tokenizer(std::move(v.tokens), std::move(merges), std::move(specials));
+  } catch (const Error& e) {
+    std::string_view msg = e.what();
+    if (msg.starts_with("tokenizer: ")) msg.remove_prefix(11);
+    throw Error(fmt::format("tokenizer: {}: {}", file.string(), msg));
+  }
+}
+
+// Only GPT-2's own pre-tokenization and no normalizer reproduce the file's tokenization.
+void check_pipeline(const json& j, const std::string& where) {
+  if (j.contains("normalizer"))
+    LOOM_CHECK(j["normalizer"].is_null(), "tokenizer: {}: normalizer {} is not supported",
+               where, j["normalizer"].dump());
+  if (!j.contains("pre_tokenizer") || j["pre_tokenizer"].is_null()) return;
+  const json& p = j["pre_tokenizer"];
+  const bool gpt2 = p.is_object() && p.value("type", "") == "ByteLevel" &&
+                    !p.value("add_prefix_space", false) && p.value("use_regex", true);
+  LOOM_CHECK(gpt2, "tokenizer: {}: pre_tokenizer {} is not GPT-2's ByteLevel (without prefix "
+             "space, with its regex), the only one supported", where, p.dump());
+}
+
+Tokenizer from_hf_json(const json& j, const fs::path& file) {
+  const std::string where = file.string();
+  LOOM_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(),
+             "tokenizer: {}: no \"model\" object, so not a tokenizer.json", where);
+  check_pipeline(j, where);
+  const json& model = j["model"];
+  LOOM_CHECK(model.value("type", "BPE") == "BPE", "tokenizer: {}: model.type is {}, only BPE "
+             "is supported", where, model["type"].dump());
+  LOOM_CHECK(model.contains("vocab") && model.contains("merges") && model["merges"].is_array(),
+             "tokenizer: {}: model needs \"vocab\" (an object) and \"merges\" (an array)", where);
+
+  std::unordered_map<int32_t, std::string> literal;
+  std::vector<int32_t> specials;
+  if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
+    const json& added = j["added_tokens"];
+    LOOM_CHECK(added.is_array(), "tokenizer: {}: added_tokens is not an array", where);
+    for (size_t i = 0; i < added.size(); ++i) {
+      const json& t = added[i];
+      const bool ok = t.is_object() && t.contains("id") && t["id"].is_number_integer() &&
+                      t["id"].get<int64_t>() >= 0 && t["id"].get<int64_t>() < INT32_MAX &&
+                      t.contains("content") && t["content"].is_string() &&
+                      !t["content"].get<std::string>().empty();
+      LOOM_CHECK(ok, "tokenizer: {}: added_tokens[{}] needs an integer \"id\" and a non-empty "
+                 "\"content\", got {}", where, i, t.dump());
+      const auto id = t["id"].get<int32_t>();
+      literal[id] = t["content"].get<std::string>();
+      specials.push_back(id);
+    }
+  }
+  FileVocab v = parse_vocab(model["vocab"], where + " model.vocab", literal);
+
+  const json& ms = model["merges"];
+  std::vector<Tokenizer::Merge> merges;
+  merges.reserve(ms.size());
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const std::string at = fmt::format("{} model.merges[{}]", where, i);
+    const json& m = ms[i];
+    std::string a, b;
+    if (m.is_string()) {
+      const auto s = m.get<std::string>();
+      const size_t sp = s.find(' ');
+      LOOM_CHECK(sp != std::string::npos && sp > 0 && sp + 1 < s.size() &&
+                     s.find(' ', sp + 1) == std::string::npos,
+                 "tokenizer: {}: expected \"left right\", got {:?}", at, s);
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else {
+      LOOM_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
+                 "tokenizer: {}: expected \"left right\" or [left, right], got {}", at, m.dump());
+      a = m[0].get<std::string>();
+      b = m[1].get<std::string>();
+    }
+    merges.push_back(resolve_merge(v, a, b, at));
+  }
+  return make(std::move(v), std::move(merges), std::move(specials), file);
+}
+
+}  // namespace
+
+std::string to_byte_level(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    const char32_t cp = kByteToCode[b];
+    if (cp < 0x80) {
+      out += char(cp);
+    } else {
+      out += char(0xC0 | (cp >> 6));
+      out += char(0x80 | (cp & 0x3F));
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> from_byte_level(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto b0 = uint8_t(text[i]);
+    char32_t cp = b0;
+    if (b0 >= 0x80) {
+      if ((b0 & 0xE0) != 0xC0 || i + 1 >= text.size() || (uint8_t(text[i + 1]) & 0xC0) != 0x80)
+        return std::nullopt;
+      cp = (char32_t(b0 & 0x1F) << 6) | (uint8_t(text[++i]) & 0x3F);
+    }
+    if (cp >= kCodeLimit || kCodeToByte[cp] < 0) return std::nullopt;
+    out += char(kCodeToByte[cp]);
+  }
+  return out;
+}
+
+Tokenizer Tokenizer::load(const fs::path& path) {
+  LOOM_CHECK(fs::exists(path), "tokenizer: {} does not exist", path.string());
+  if (!fs::is_directory(path)) return load_hf_json(path);
+  if (fs::exists(path / "tokenizer.json")) return load_hf_json(path / "tokenizer.json");
+  if (fs::exists(path / "vocab.json") && fs::exists(path / "merges.txt"))
+    return load_vocab_merges(path / "vocab.json", path / "merges.txt");
+  if (fs::exists(path / "encoder.json") && fs::exists(path / "vocab.bpe"))
+    return load_vocab_merges(path / "encoder.json", path / "vocab.bpe");
+  throw Error(fmt::format("tokenizer: directory {} holds none of tokenizer.json, vocab.json + "
+                          "merges.txt, encoder.json + vocab.bpe", path.string()));
+}
+
+Tokenizer Tokenizer::load_hf_json(const fs::path& file) {
+  const json j = read_json(file);
+  try {
+    return from_hf_json(j, file);
+  } catch (const json::exception& e) {  // a field of the wrong JSON type
+    throw Error(fmt::format("tokenizer: {}: {}", file.string(), e.what()));
+  }
+}
+
+Tokenizer Tokenizer::load_vocab_merges(const fs::path& vocab_json, const fs::path& merges_txt) {
+  FileVocab v = parse_vocab(read_json(vocab_json), vocab_json.string(), {});
+  const std::string text = read_text(merges_txt);
+  std::vector<Merge> merges;
+  size_t line_no = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) eol = text.size();
+    std::string_view line(text.data() + pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
+    std::vector<std::string> parts;
+    for (size_t i = 0; i < line.size();) {
+      const size_t j = std::min(line.find_first_of(" \t", i), line.size());
+      if (j > i) parts.emplace_back(line.substr(i, j - i));
+      i = j + 1;
+    }
+    const std::string at = fmt::format("{} line {}", merges_txt.string(), line_no);
+    LOOM_CHECK(parts.size() == 2, "tokenizer: {}: expected two tokens, got {:?}", at, line);
+    merges.push_back(resolve_merge(v, parts[0], parts[1], at));
+  }
+  std::vector<int32_t> specials;
+  if (auto it = v.ids.find("<|endoftext|>"); it != v.ids.end()) specials.push_back(it->second);
+  return make(std::move(v), std::move(merges), std::move(specials), vocab_json);
+}
+
+void Tokenizer::save(const fs::path& file) const {
+  // Written by hand: nlohmann's ordered_json inserts in linear time, too slow for 50k tokens.
+  auto quoted = [](std::string_view s) { return json(s).dump(); };  // throws on bad UTF-8
+  const std::string byte_level = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                                 "\"trim_offsets\": true, \"use_regex\": true}";
+  std::vector<bool> special(size_t(vocab_size()), false);
+  std::string text;
+  try {
+    text = "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
+           "  \"added_tokens\": [";
+    for (int32_t id : specials()) {
+      special[id] = true;
+      text += fmt::format("{}\n    {{\"id\": {}, \"content\": {}, \"single_word\": false, "
+                          "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+                          "\"special\": true}}", id == specials().front() ? "" : ",", id,
+                          quoted(token(id)));
+    }
+    text += fmt::format("\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {0},\n"
+                        "  \"post_processor\": {0},\n  \"decoder\": {0},\n  \"model\": {{\n"
+                        "    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
+                        "    \"continuing_subword_prefix\": \"\",\n    \"end_of_word_suffix\": \"\",\n"
+                        "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n"
+                        "    \"vocab\": {{", byte_level);
+    const char* sep = "\n";
+    for (int32_t id = 0; id < vocab_size(); ++id) {
+      if (!has_id(id)) continue;
+      const std::string key = special[id] ? std::string(token(id)) : to_byte_level(token(id));
+      text += fmt::format("{}      {}: {}", sep, quoted(key), id);
+      sep = ",\n";
+    }
+    text += "\n    },\n    \"merges\": [";
+    sep = "\n";
+    for (const auto& [l, r] : merges()) {
+      text += fmt::format("{}      {}", sep, quoted(to_byte_level(token(l)) + " " +
+                                                   to_byte_level(token(r))));
+      sep = ",\n";
+    }
+    text += "\n    ]\n  }\n}\n";
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("tokenizer: cannot write {}: {}", file.string(), e.what()));
+  }
+  const fs::path tmp = file.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    LOOM_CHECK(out.is_open(), "tokenizer: cannot create {}: {}", tmp.string(),
+               std::strerror(errno));
+    out << text;
+    out.close();
+    if (!out) {
+      fs::remove(tmp);
+      throw Error(fmt::format("tokenizer: writing {} failed", tmp.string()));
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, file, ec);
+  LOOM_CHECK(!ec, "tokenizer: cannot rename {} to {}: {}", tmp.string(), file.string(),
+             ec.message());
+}
+
+}  // namespace loom::tokenizer

@@ -1,0 +1,64 @@
+// Helpers for end-to-end tests of the `loom` binary: run it, capture exit code and output,
+// make scratch directories and tiny token shards.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "loom/core/rng.h"
+#include "loom/data/shards.h"
+
+namespace loom::testing {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+// Runs `loom <args>` (args are passed to the shell as written).
+inline RunResult run_loom(const std::string& args) {
+  std::string cmd = std::string(LOOM_BIN) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
+
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / ("loom_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~ScratchDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+// A shard of n pseudo-random tokens below vocab (a repeating pattern the model can learn).
+inline void write_tokens(const std::string& path, int64_t n, uint32_t vocab, uint64_t seed) {
+  std::vector<uint32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t[size_t(i)] = (i % 7 == 0) ? uint32_t(uniform_at(seed, uint64_t(i)) * float(vocab)) : uint32_t((i * 13) % vocab);
+  data::write_shard(path, t, false);
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace loom::testing
