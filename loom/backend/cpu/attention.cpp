@@ -359,13 +359,16 @@ void backward_unit(const BackwardUnit<T>& u, const Mask& mask, int64_t group, in
 
 }  // namespace
 
+// Below about a million multiply-adds a parallel region costs more than it saves.
+constexpr int64_t kParallelWork = int64_t(1) << 20;
+
 template <typename T>
 void attention_forward(const T* q, const T* k, const T* v, const int32_t* doc, T* out, T* lse, int64_t B, int64_t H,
                        int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D, T scale, bool causal) {
   const int64_t group = H / Hkv;
   const int64_t q_tiles = (Tq + fwd_q_tile - 1) / fwd_q_tile;
   const int64_t items = B * H * q_tiles;
-#pragma omp parallel
+#pragma omp parallel if (B * H * Tq * Tk * D > kParallelWork)
   {
     ForwardScratch<T> ws;
 #pragma omp for schedule(dynamic)
@@ -391,7 +394,7 @@ void attention_backward(const T* q, const T* k, const T* v, const int32_t* doc, 
                         int64_t D, T scale, bool causal) {
   const int64_t group = H / Hkv;
   const int64_t units = B * Hkv;
-#pragma omp parallel
+#pragma omp parallel if (B * H * Tq * Tk * D > kParallelWork)
   {
     BackwardScratch<T> ws(group, Tq);
 #pragma omp for schedule(dynamic)
