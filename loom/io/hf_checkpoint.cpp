@@ -14,7 +14,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // Prefixes a conversion error with the file or directory it came from.
-template <typename F> auto naming(const fs::path& where, F&& f) {
+template <typename F>
+auto naming(const fs::path& where, F&& f) {
   try {
     return f();
   } catch (const Error& e) {

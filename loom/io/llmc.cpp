@@ -31,10 +31,18 @@ constexpr size_t kHeaderInts = 256, kHeaderBytes = kHeaderInts * 4;
 // (qkvw / qkvb of one layer = its wq, wk, wv rows in turn), then lnfw, lnfb.
 std::vector<std::string> file_order(const ModelConfig& c) {
   static const std::vector<std::vector<std::string>> per_layer = {
-      {"attn_norm.weight"}, {"attn_norm.bias"},
-      {"attn.wq.weight", "attn.wk.weight", "attn.wv.weight"}, {"attn.wq.bias", "attn.wk.bias", "attn.wv.bias"},
-      {"attn.wo.weight"}, {"attn.wo.bias"}, {"mlp_norm.weight"}, {"mlp_norm.bias"},
-      {"mlp.fc.weight"}, {"mlp.fc.bias"}, {"mlp.proj.weight"}, {"mlp.proj.bias"},
+      {"attn_norm.weight"},
+      {"attn_norm.bias"},
+      {"attn.wq.weight", "attn.wk.weight", "attn.wv.weight"},
+      {"attn.wq.bias", "attn.wk.bias", "attn.wv.bias"},
+      {"attn.wo.weight"},
+      {"attn.wo.bias"},
+      {"mlp_norm.weight"},
+      {"mlp_norm.bias"},
+      {"mlp.fc.weight"},
+      {"mlp.fc.bias"},
+      {"mlp.proj.weight"},
+      {"mlp.proj.bias"},
   };
   std::vector<std::string> order = {"tok_emb.weight", "pos_emb.weight"};
   for (const auto& group : per_layer)
@@ -47,17 +55,19 @@ std::vector<std::string> file_order(const ModelConfig& c) {
 void check_llmc_compatible(const std::string& where, const ModelConfig& c) {
   models::check_hf_compatible(c);
   LOOM_CHECK(c.family == "gpt2" && c.tied_head && c.intermediate == 4 * c.n_embd,
-             "{}: llm.c holds GPT-2 with a tied head and a 4 x n_embd MLP (config: family {}, tied_head {}, intermediate {})", where, c.family,
-             c.tied_head, c.intermediate);
+             "{}: llm.c holds GPT-2 with a tied head and a 4 x n_embd MLP (config: family {}, tied_head {}, intermediate {})", where,
+             c.family, c.tied_head, c.intermediate);
   const int64_t limit = std::numeric_limits<int32_t>::max();
   LOOM_CHECK(c.max_seq_len <= limit && c.padded_vocab <= limit && c.n_layer <= limit && c.n_embd <= limit,
-             "{}: sizes must fit the int32 header (max_seq_len {}, padded_vocab {}, n_layer {}, n_embd {})", where, c.max_seq_len, c.padded_vocab,
-             c.n_layer, c.n_embd);
+             "{}: sizes must fit the int32 header (max_seq_len {}, padded_vocab {}, n_layer {}, n_embd {})", where, c.max_seq_len,
+             c.padded_vocab, c.n_layer, c.n_embd);
 }
 
 ModelConfig config_from_header(const std::string& where, const int32_t* h) {
   if (h[0] != kModelMagic) {
-    const char* what = h[0] == kTokensMagic ? " (this is an llm.c token file)" : h[0] == kTokenizerMagic ? " (this is an llm.c tokenizer file)" : "";
+    const char* what = h[0] == kTokensMagic      ? " (this is an llm.c token file)"
+                       : h[0] == kTokenizerMagic ? " (this is an llm.c tokenizer file)"
+                                                 : "";
     throw Error(fmt::format("{}: bad magic {} (expected {}, an llm.c model file){}", where, h[0], kModelMagic, what));
   }
   LOOM_CHECK(h[1] != kVersionBf16, "{}: version 5 (bf16 parameters) is not supported; Loom reads version 3 (fp32)", where);
@@ -99,8 +109,8 @@ ModelWeights read_llmc(const fs::path& path) {
   const u128 C = u128(header[6]);
   const u128 params = u128(header[7]) * C + u128(header[2]) * C + u128(header[4]) * (12 * C * C + 13 * C) + 2 * C;
   const u128 expected = kHeaderBytes + 4 * params;
-  LOOM_CHECK(expected == size, "{}: file is {} bytes; the header (maxT {}, V {}, L {}, NH {}, C {}, Vp {}) needs {}", where, size, header[2],
-             header[3], header[4], header[5], header[6], header[7], uint64_t(std::min<u128>(expected, UINT64_MAX)));
+  LOOM_CHECK(expected == size, "{}: file is {} bytes; the header (maxT {}, V {}, L {}, NH {}, C {}, Vp {}) needs {}", where, size,
+             header[2], header[3], header[4], header[5], header[6], header[7], uint64_t(std::min<u128>(expected, UINT64_MAX)));
 
   const std::vector<std::string> order = file_order(w.config);
   const std::map<std::string, Shape> shapes = models::loom_parameter_shapes(w.config);

@@ -84,13 +84,14 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
   for (const json& d : js) {
     uint64_t n = 0;
     LOOM_CHECK(as_u64(d, n), "{}: shape {} holds {}, not a non-negative integer", at, brief(js), brief(d));
-    LOOM_CHECK(!__builtin_mul_overflow(extent, std::max<uint64_t>(n, 1), &extent) && extent <= uint64_t(std::numeric_limits<int64_t>::max()),
-               "{}: shape {} overflows a 64-bit element count", at, brief(js));
+    LOOM_CHECK(
+        !__builtin_mul_overflow(extent, std::max<uint64_t>(n, 1), &extent) && extent <= uint64_t(std::numeric_limits<int64_t>::max()),
+        "{}: shape {} overflows a 64-bit element count", at, brief(js));
     numel *= n;
     shape.push_back(int64_t(n));
   }
-  LOOM_CHECK(!__builtin_mul_overflow(numel, uint64_t(dtype_size(info->dtype)), &nbytes), "{}: {} shape {} overflows a 64-bit byte count", at,
-             info->name, brief(js));
+  LOOM_CHECK(!__builtin_mul_overflow(numel, uint64_t(dtype_size(info->dtype)), &nbytes), "{}: {} shape {} overflows a 64-bit byte count",
+             at, info->name, brief(js));
 
   uint64_t begin = 0, end = 0;
   LOOM_CHECK(jo.is_array() && jo.size() == 2 && as_u64(jo[0], begin) && as_u64(jo[1], end),
@@ -122,8 +123,8 @@ std::vector<Entry> parse_header(const std::string& where, const json& header, ui
   std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const Entry &a = *by_offset[i - 1], &b = *by_offset[i];
-    LOOM_CHECK(b.begin >= a.end, "{}: tensor {}: data_offsets [{}, {}] overlap tensor {} at [{}, {}]", where, b.name, b.begin, b.end, a.name,
-               a.begin, a.end);
+    LOOM_CHECK(b.begin >= a.end, "{}: tensor {}: data_offsets [{}, {}] overlap tensor {} at [{}, {}]", where, b.name, b.begin, b.end,
+               a.name, a.begin, a.end);
   }
   return entries;
 }
@@ -230,8 +231,8 @@ TensorMap read_safetensors_dir(const fs::path& dir) {
     LOOM_CHECK(file.is_string(), "{}: tensor {}: shard {} is not a string", where, name, brief(file));
     const std::string f = file.get<std::string>();
     // A bare file name: the index must not reach outside the model directory.
-    LOOM_CHECK(!f.empty() && f != "." && f != ".." && f.find('/') == std::string::npos, "{}: tensor {}: shard '{}' is not a file name in {}",
-               where, name, f, dir.string());
+    LOOM_CHECK(!f.empty() && f != "." && f != ".." && f.find('/') == std::string::npos,
+               "{}: tensor {}: shard '{}' is not a file name in {}", where, name, f, dir.string());
     listed[f].push_back(name);
   }
   TensorMap out;

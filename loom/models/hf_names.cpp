@@ -76,8 +76,8 @@ ModelConfig gpt2_config(const json& j) {
   c.init_std = float_field(j, "initializer_range", 0.02);
   c.tied_head = bool_field(j, "tie_word_embeddings", true);
   const std::string act = string_field(j, "activation_function", "gelu_new");
-  LOOM_CHECK(act == "gelu_new" || act == "gelu_pytorch_tanh", "hf config: activation_function '{}' is not supported (Loom runs tanh GELU: gelu_new)",
-             act);
+  LOOM_CHECK(act == "gelu_new" || act == "gelu_pytorch_tanh",
+             "hf config: activation_function '{}' is not supported (Loom runs tanh GELU: gelu_new)", act);
   LOOM_CHECK(bool_field(j, "scale_attn_weights", true) && !bool_field(j, "scale_attn_by_inverse_layer_idx", false),
              "hf config: GPT-2 attention scaled other than by 1/sqrt(head_dim) is not supported");
   return c;
@@ -107,7 +107,8 @@ ModelConfig llama_config(const json& j, const std::string& family) {
   LOOM_CHECK(!bool_field(j, "attention_bias", false) && !bool_field(j, "mlp_bias", false),
              "hf config: attention_bias / mlp_bias are not supported for {}", family);
   // Within the window, sliding-window attention is full causal attention: cap the length there.
-  if (family == "mistral" || bool_field(j, "use_sliding_window", false)) c.max_seq_len = std::min(c.max_seq_len, int_field(j, "sliding_window", c.max_seq_len));
+  if (family == "mistral" || bool_field(j, "use_sliding_window", false))
+    c.max_seq_len = std::min(c.max_seq_len, int_field(j, "sliding_window", c.max_seq_len));
   return c;
 }
 
@@ -209,8 +210,8 @@ std::map<std::string, Tensor> to_hf_tensors(const ModelConfig& c, const std::map
     for (const auto& [name, shape] : e.parts) {
       auto it = state.find(name);
       LOOM_CHECK(it != state.end(), "hf: missing Loom tensor {}", name);
-      LOOM_CHECK(it->second.shape() == shape, "hf: Loom tensor {} has shape {}, the {} config expects {}", name, it->second.shape(), c.family,
-                 shape);
+      LOOM_CHECK(it->second.shape() == shape, "hf: Loom tensor {} has shape {}, the {} config expects {}", name, it->second.shape(),
+                 c.family, shape);
       parts.push_back(it->second.detach());
       unused.erase(name);
     }
@@ -280,7 +281,8 @@ json hf_config_json(const ModelConfig& c) {
             {"tie_word_embeddings", c.tied_head},
             {"torch_dtype", "float32"}};
   }
-  const std::map<std::string, std::string> arch = {{"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"mistral", "MistralForCausalLM"}};
+  const std::map<std::string, std::string> arch = {
+      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"mistral", "MistralForCausalLM"}};
   json j = {{"architectures", json::array({arch.at(c.family)})},
             {"model_type", c.family},
             {"vocab_size", c.vocab_size},

@@ -4,11 +4,10 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "loom/core/tensor.h"
 #include "loom/models/config.h"
@@ -42,7 +41,8 @@ std::map<std::string, Tensor> to_hf_tensors(const ModelConfig& c, const std::map
 std::map<std::string, Tensor> from_hf_tensors(const ModelConfig& c, const std::map<std::string, Tensor>& hf);
 
 // config.json <-> ModelConfig. Settings Loom cannot run (rope_scaling, another activation,
-// biases beyond the family's) are refused rather than ignored.
+// biases beyond the family's, GPT-2 attention rescaling) are refused rather than ignored; a
+// sliding window caps max_seq_len at the window, where full attention gives the same result.
 ModelConfig config_from_hf_json(const nlohmann::json& j);
 nlohmann::json hf_config_json(const ModelConfig& c);
 

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <initializer_list>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,8 @@ class TempDir {
  public:
   TempDir() {
     std::string tmpl = (fs::temp_directory_path() / "loom_io_XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create " + tmpl);
+    path_ = tmpl;
   }
   ~TempDir() {
     std::error_code ec;
@@ -38,9 +40,7 @@ class TempDir {
   fs::path path_;
 };
 
-inline void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-}
+inline void write_bytes(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
 inline std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::ostringstream ss;
@@ -48,12 +48,14 @@ inline std::string read_bytes(const fs::path& p) {
   return ss.str();
 }
 
-template <typename T> std::string le(T v) {
+template <typename T>
+std::string le(T v) {
   std::string s(sizeof(T), '\0');
   std::memcpy(s.data(), &v, sizeof(T));
   return s;
 }
-template <typename T> std::string le_all(std::initializer_list<T> vs) {
+template <typename T>
+std::string le_all(std::initializer_list<T> vs) {
   std::string s;
   for (T v : vs) s += le(v);
   return s;
@@ -66,12 +68,14 @@ inline std::string bytes_of(const Tensor& t) {
 }
 
 // Runs f, expecting a loom::Error whose message contains every fragment.
-template <typename F> void expect_error(F&& f, const std::vector<std::string>& fragments) {
+template <typename F>
+void expect_error(F&& f, const std::vector<std::string>& fragments) {
   try {
     f();
     ADD_FAILURE() << "expected a loom::Error";
   } catch (const Error& e) {
-    for (const std::string& frag : fragments) EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what() << "\n  lacks: " << frag;
+    for (const std::string& frag : fragments)
+      EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what() << "\n  lacks: " << frag;
   }
 }
 

@@ -235,9 +235,14 @@ TEST(HfNames, RejectsMissingExtraAndMisshapedTensors) {
   };
   expect_error(with([](auto& h) { h.erase("h.1.mlp.c_fc.bias"); }), {"hf: missing tensor h.1.mlp.c_fc.bias"});
   expect_error(with([](auto& h) { h["h.2.ln_1.weight"] = Tensor::ones({64}); }), {"unexpected tensor h.2.ln_1.weight", "2-layer gpt2"});
-  expect_error(with([](auto& h) { h["wpe.weight"] = Tensor::ones({64, 64}); }),
+  expect_error(with([](auto& h) {
+                 h["wpe.weight"] = Tensor::ones({64, 64});
+               }),
                {"hf: tensor wpe.weight has shape [64, 64], the gpt2 config expects [128, 64]"});
-  expect_error(with([](auto& h) { h["h.0.attn.c_attn.weight"] = Tensor::ones({192, 64}); }), {"c_attn.weight has shape [192, 64]", "[64, 192]"});
+  expect_error(with([](auto& h) {
+                 h["h.0.attn.c_attn.weight"] = Tensor::ones({192, 64});
+               }),
+               {"c_attn.weight has shape [192, 64]", "[64, 192]"});
   expect_error(with([](auto& h) { h["ln_f.bias"] = Tensor::zeros({64}, DType::i32); }), {"ln_f.bias has dtype i32"});
   expect_error(with([](auto& h) { h["transformer.ln_f.bias"] = Tensor::zeros({64}); }), {"ln_f.bias appears both with and without"});
 

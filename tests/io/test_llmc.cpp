@@ -20,8 +20,24 @@ constexpr int64_t maxT = 4, V = 100, L = 2, NH = 2, C = 8, Vp = 128;
 
 // The documented parameter order and sizes (FORMATS.md, llm.c's fill_in_parameter_sizes).
 enum Param { wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb, kParams };
-const int64_t kSizes[kParams] = {Vp * C, maxT * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C,
-                                 L * C,  L * C,    L * 4 * C * C, L * 4 * C, L * C * 4 * C, L * C, C, C};
+const int64_t kSizes[kParams] = {
+    Vp * C,         // wte
+    maxT * C,       // wpe
+    L * C,          // ln1w
+    L * C,          // ln1b
+    L * 3 * C * C,  // qkvw
+    L * 3 * C,      // qkvb
+    L * C * C,      // attprojw
+    L * C,          // attprojb
+    L * C,          // ln2w
+    L * C,          // ln2b
+    L * 4 * C * C,  // fcw
+    L * 4 * C,      // fcb
+    L * C * 4 * C,  // fcprojw
+    L * C,          // fcprojb
+    C,              // lnfw
+    C,              // lnfb
+};
 
 int64_t offset_of(Param p) { return std::accumulate(kSizes, kSizes + p, int64_t(0)); }
 

@@ -71,8 +71,11 @@ TEST(Safetensors, OrdersByAlignmentThenName) {
                  {"e", Tensor::from_ints({9}, {1}, DType::i64)},
                  {"d", Tensor::from_vector({1.0, -2.0}, {2}, DType::bf16)}};
   write_safetensors(dir / "m", t, {{"k", "v"}});
-  std::string header = "{" R"("__metadata__":{"k":"v"},)" + entry("c", "I64", "[1]", 0, 8) + "," + entry("e", "I64", "[1]", 8, 16) + "," +
-                       entry("a", "F32", "[]", 16, 20) + "," + entry("d", "BF16", "[2]", 20, 24) + "," + entry("b", "U8", "[3]", 24, 27) + "}";
+  std::string header =
+      "{"
+      R"("__metadata__":{"k":"v"},)" +
+      entry("c", "I64", "[1]", 0, 8) + "," + entry("e", "I64", "[1]", 8, 16) + "," + entry("a", "F32", "[]", 16, 20) + "," +
+      entry("d", "BF16", "[2]", 20, 24) + "," + entry("b", "U8", "[3]", 24, 27) + "}";
   header.append((8 - header.size() % 8) % 8, ' ');
   const std::string data = le<int64_t>(-7) + le<int64_t>(9) + le<float>(1.5f) + le_all<uint16_t>({0x3f80, 0xc000}) + "\x01\x02\x03";
   EXPECT_EQ(read_bytes(dir / "m"), st_file(header, data));
@@ -118,28 +121,38 @@ TEST(Safetensors, RejectsCorruptedFiles) {
       {"entry not an object", st_file(R"({"x": 5})"), {"tensor x: entry 5 is not an object"}},
       {"missing field", st_file(R"({"x":{"dtype":"F32","shape":[2]}})"), {"tensor x: no \"data_offsets\" field"}},
       {"unknown dtype", st_file("{" + entry("x", "F8_E4M3", "[2]", 0, 2) + "}", "ab"), {"tensor x: dtype \"F8_E4M3\" is not supported"}},
-      {"dtype not a string", st_file(R"({"x":{"dtype":4,"shape":[1],"data_offsets":[0,4]}})", f32x2), {"tensor x: dtype 4 is not a string"}},
+      {"dtype not a string",
+       st_file(R"({"x":{"dtype":4,"shape":[1],"data_offsets":[0,4]}})", f32x2),
+       {"tensor x: dtype 4 is not a string"}},
       {"negative dim", st_file("{" + entry("x", "F32", "[-2]", 0, 8) + "}", f32x2), {"tensor x: shape [-2] holds -2"}},
       {"fractional dim", st_file("{" + entry("x", "F32", "[2.5]", 0, 8) + "}", f32x2), {"holds 2.5, not a non-negative integer"}},
       {"too many dims", st_file("{" + entry("x", "F32", "[1,1,1,1,1,1,1,1,2]", 0, 8) + "}", f32x2), {"not a list of at most 8 sizes"}},
-      {"element count overflow", st_file("{" + entry("x", "F32", "[4294967296,4294967296]", 0, 8) + "}", f32x2),
+      {"element count overflow",
+       st_file("{" + entry("x", "F32", "[4294967296,4294967296]", 0, 8) + "}", f32x2),
        {"tensor x: shape [4294967296,4294967296] overflows a 64-bit element count"}},
-      {"strides overflow behind a zero size", st_file("{" + entry("x", "F32", "[0,4294967296,4294967296]", 0, 0) + "}"),
+      {"strides overflow behind a zero size",
+       st_file("{" + entry("x", "F32", "[0,4294967296,4294967296]", 0, 0) + "}"),
        {"shape [0,4294967296,4294967296] overflows"}},
       {"nested too deep", st_file(std::string(100000, '[') + std::string(100000, ']')), {"header: JSON nested deeper than 64 levels"}},
-      {"byte count overflow", st_file("{" + entry("x", "F64", "[4611686018427387904]", 0, 8) + "}", f32x2),
+      {"byte count overflow",
+       st_file("{" + entry("x", "F64", "[4611686018427387904]", 0, 8) + "}", f32x2),
        {"tensor x: F64 shape [4611686018427387904] overflows a 64-bit byte count"}},
-      {"offsets not integers", st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,"8"]}})", f32x2),
+      {"offsets not integers",
+       st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,"8"]}})", f32x2),
        {"tensor x: data_offsets [0,\"8\"] is not a pair of non-negative integers"}},
       {"three offsets", st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}})", f32x2), {"is not a pair"}},
-      {"offsets past the buffer", st_file("{" + entry("x", "F32", "[4]", 0, 16) + "}", f32x2),
+      {"offsets past the buffer",
+       st_file("{" + entry("x", "F32", "[4]", 0, 16) + "}", f32x2),
        {"tensor x: data_offsets [0, 16] lie outside the data buffer of 8 bytes"}},
       {"offsets reversed", st_file("{" + entry("x", "F32", "[0]", 8, 0) + "}", f32x2), {"data_offsets [8, 0] lie outside"}},
-      {"offsets do not match the size", st_file("{" + entry("x", "F32", "[3]", 0, 8) + "}", f32x2),
+      {"offsets do not match the size",
+       st_file("{" + entry("x", "F32", "[3]", 0, 8) + "}", f32x2),
        {"tensor x: data_offsets [0, 8] do not match F32 [3] (12 bytes)"}},
-      {"overlap", st_file("{" + entry("x", "F32", "[2]", 0, 8) + "," + entry("y", "F32", "[1]", 4, 8) + "}", f32x2),
+      {"overlap",
+       st_file("{" + entry("x", "F32", "[2]", 0, 8) + "," + entry("y", "F32", "[1]", 4, 8) + "}", f32x2),
        {"tensor y: data_offsets [4, 8] overlap tensor x at [0, 8]"}},
-      {"duplicate names", st_file("{" + entry("x", "F32", "[1]", 0, 4) + "," + entry("x", "F32", "[1]", 4, 8) + "}", f32x2),
+      {"duplicate names",
+       st_file("{" + entry("x", "F32", "[1]", 0, 4) + "," + entry("x", "F32", "[1]", 4, 8) + "}", f32x2),
        {"key 'x' appears twice"}},
       {"metadata not strings", st_file(R"({"__metadata__":{"epoch":3}})"), {"__metadata__ value of 'epoch' is 3, not a string"}},
       {"invalid UTF-8", st_file("{\"\xff\":1}"), {"invalid JSON"}},
@@ -159,7 +172,8 @@ TEST(Safetensors, RejectsATruncatedFile) {
   write_safetensors(dir / "t", {{"w", Tensor::zeros({4, 4})}});
   std::string bytes = read_bytes(dir / "t");
   write_bytes(dir / "t", bytes.substr(0, bytes.size() - 5));
-  expect_error([&] { read_safetensors(dir / "t"); }, {"tensor w: data_offsets [0, 64] lie outside the data buffer of 59 bytes (truncated file?)"});
+  expect_error([&] { read_safetensors(dir / "t"); },
+               {"tensor w: data_offsets [0, 64] lie outside the data buffer of 59 bytes (truncated file?)"});
   expect_error([&] { read_safetensors(dir / "missing"); }, {"cannot open", "missing"});
 }
 
@@ -190,9 +204,11 @@ TEST(Safetensors, ReadsShardedDirectories) {
 
   const std::string where = (dir / "model.safetensors.index.json").string();
   index(R"({"a": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"})");
-  expect_error([&] { read_safetensors_dir(dir.path()); }, {where, "shard model-00001-of-00002.safetensors holds tensor b, which the index does not list"});
+  expect_error([&] { read_safetensors_dir(dir.path()); },
+               {where, "shard model-00001-of-00002.safetensors holds tensor b, which the index does not list"});
   index(R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"})");
-  expect_error([&] { read_safetensors_dir(dir.path()); }, {"tensor c is listed in shard model-00001-of-00002.safetensors, which does not hold it"});
+  expect_error([&] { read_safetensors_dir(dir.path()); },
+               {"tensor c is listed in shard model-00001-of-00002.safetensors, which does not hold it"});
   index(R"({"a": "../model-00001-of-00002.safetensors"})");
   expect_error([&] { read_safetensors_dir(dir.path()); }, {"tensor a: shard '../model-00001-of-00002.safetensors' is not a file name"});
   index(R"({"a": "model-00001-of-00002.safetensors", "a": "model-00001-of-00002.safetensors"})");

@@ -16,7 +16,8 @@ namespace {
 
 // Runs the reference script; returns its exit status and fills out with its output.
 int run_python(const std::string& mode, const fs::path& file, std::string& out) {
-  const std::string cmd = fmt::format("'{}' '{}/tests/io/safetensors_reference.py' {} '{}' 2>&1", LOOM_PYTHON, LOOM_SOURCE_DIR, mode, file.string());
+  const std::string cmd =
+      fmt::format("'{}' '{}/tests/io/safetensors_reference.py' {} '{}' 2>&1", LOOM_PYTHON, LOOM_SOURCE_DIR, mode, file.string());
   std::FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) return -1;
   char buf[4096];
