@@ -1,10 +1,9 @@
 // `loom tokenizer train --input FILE|DIR --vocab-size N --output tokenizer.json`: learns a
 // byte-level BPE vocabulary (with <|endoftext|> as a special token) from .txt/.jsonl files.
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "loom/cli/commands.h"
+#include "loom/io/file_util.h"
 #include "loom/tokenizer/train.h"
 
 namespace loom::cli {
@@ -32,13 +31,7 @@ Command add_tokenizer(CLI::App& app) {
               files.push_back(a->input);
             }
             LOOM_CHECK(!files.empty(), "tokenizer train: no .txt files under {}", a->input);
-            for (const fs::path& f : files) {
-              std::ifstream in(f, std::ios::binary);
-              LOOM_CHECK(in.good(), "tokenizer train: cannot read {}", f.string());
-              std::stringstream ss;
-              ss << in.rdbuf();
-              texts.push_back(ss.str());
-            }
+            for (const fs::path& f : files) texts.push_back(io::read_text_file(f));
             const std::vector<std::string> specials = {"<|endoftext|>"};
             tokenizer::Tokenizer tok = tokenizer::train(texts, a->vocab_size, specials);
             tok.save(a->output);

@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "loom/core/error.h"
 #include "loom/core/rng.h"
 #include "loom/data/shards.h"
+#include "loom/io/file_util.h"
 #include "loom/tokenizer/bpe.h"
 
 namespace loom::data {
@@ -36,13 +36,9 @@ std::vector<fs::path> input_files(const std::string& input) {
 }
 
 std::vector<std::string> read_documents(const fs::path& file) {
+  if (file.extension() == ".txt") return {io::read_text_file(file)};
   std::ifstream f(file, std::ios::binary);
   LOOM_CHECK(f.good(), "prepare: cannot read {}", file.string());
-  if (file.extension() == ".txt") {
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return {ss.str()};
-  }
   std::vector<std::string> docs;
   std::string line;
   for (int64_t n = 1; std::getline(f, line); ++n) {

@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "loom/core/error.h"
 #include "loom/core/rng.h"
+#include "loom/io/file_util.h"
 
 namespace loom::data {
 
@@ -56,24 +56,19 @@ void write_shard(const std::string& path, const std::vector<uint32_t>& tokens, b
   header[1] = wide ? 2 : 1;
   header[2] = int32_t(uint32_t(tokens.size()));
   header[3] = int32_t(uint32_t(uint64_t(tokens.size()) >> 32));
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    LOOM_CHECK(f.good(), "data: cannot write {}", tmp);
-    f.write(reinterpret_cast<const char*>(header.data()), 1024);
-    if (wide) {
-      f.write(reinterpret_cast<const char*>(tokens.data()), std::streamsize(tokens.size() * 4));
-    } else {
-      std::vector<uint16_t> narrow(tokens.size());
-      for (size_t i = 0; i < tokens.size(); ++i) {
-        LOOM_CHECK(tokens[i] <= 0xffff, "data: token {} does not fit a uint16 shard {}", tokens[i], path);
-        narrow[i] = uint16_t(tokens[i]);
-      }
-      f.write(reinterpret_cast<const char*>(narrow.data()), std::streamsize(narrow.size() * 2));
+  io::AtomicFile f(path);
+  f.write(header.data(), 1024);
+  if (wide) {
+    f.write(tokens.data(), tokens.size() * 4);
+  } else {
+    std::vector<uint16_t> narrow(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      LOOM_CHECK(tokens[i] <= 0xffff, "data: token {} does not fit a uint16 shard {}", tokens[i], path);
+      narrow[i] = uint16_t(tokens[i]);
     }
-    LOOM_CHECK(f.good(), "data: write to {} failed", tmp);
+    f.write(narrow.data(), narrow.size() * 2);
   }
-  fs::rename(tmp, path);
+  f.commit();
 }
 
 std::vector<std::string> expand_paths(const std::string& spec, const std::string& key) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.h"
+#include "loom/io/file_util.h"
 #include "loom/tokenizer/bpe.h"
 
 namespace loom::tokenizer {
@@ -43,17 +44,8 @@ constexpr std::array<int16_t, kCodeLimit> make_code_map() {
 }
 constexpr std::array<int16_t, kCodeLimit> kCodeToByte = make_code_map();
 
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  LOOM_CHECK(in.is_open(), "tokenizer: cannot open {}: {}", file.string(), std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  LOOM_CHECK(!in.bad(), "tokenizer: cannot read {}", file.string());
-  return std::move(ss).str();
-}
-
 json read_json(const fs::path& file) {
-  const std::string text = read_text(file);
+  const std::string text = io::read_text_file(file);
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
@@ -248,7 +240,7 @@ Tokenizer Tokenizer::load_hf_json(const fs::path& file) {
 
 Tokenizer Tokenizer::load_vocab_merges(const fs::path& vocab_json, const fs::path& merges_txt) {
   FileVocab v = parse_vocab(read_json(vocab_json), vocab_json.string(), {});
-  const std::string text = read_text(merges_txt);
+  const std::string text = io::read_text_file(merges_txt);
   std::vector<Merge> merges;
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {

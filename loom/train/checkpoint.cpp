@@ -1,13 +1,11 @@
 // Checkpoint writing (atomic rename), discovery and loading.
 #include "loom/train/checkpoint.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "loom/io/file_util.h"
 #include "loom/io/hf_checkpoint.h"
 #include "loom/io/safetensors.h"
 #include "loom/models/hf_names.h"
@@ -32,9 +30,9 @@ std::map<std::string, Tensor> optimizer_tensors(const nn::TransformerLM& model, 
 }
 
 void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  LOOM_CHECK(f.good(), "checkpoint: cannot write {}", path.string());
+  io::AtomicFile f(path);
+  f.write(text);
+  f.commit();
 }
 
 }  // namespace
@@ -43,7 +41,7 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
                             int64_t keep) {
   fs::create_directories(root);
   const fs::path final_dir = fs::path(root) / step_name(state.step);
-  const fs::path tmp = fs::path(root) / (step_name(state.step) + ".tmp." + std::to_string(::getpid()));
+  const fs::path tmp = io::temp_path_for(final_dir);
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   // The model part is a plain Hugging Face directory (config.json + model.safetensors), so a
@@ -99,11 +97,10 @@ TrainState load_checkpoint(const std::string& dir, nn::TransformerLM& model, opt
       ops::copy_(d, it->second);
     }
   }
-  std::ifstream f(fs::path(dir) / "train_state.json");
-  LOOM_CHECK(f.good(), "checkpoint: cannot read {}/train_state.json", dir);
+  const fs::path state_file = fs::path(dir) / "train_state.json";
   TrainState s;
   try {
-    nlohmann::json js = nlohmann::json::parse(f);
+    nlohmann::json js = io::parse_json(io::read_text_file(state_file), state_file.string());
     s.step = js.at("step").get<int64_t>();
     s.loader = {js.at("loader").at("epoch").get<int64_t>(), js.at("loader").at("index").get<int64_t>()};
     s.config_toml = js.at("config").get<std::string>();

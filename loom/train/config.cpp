@@ -4,12 +4,12 @@
 
 #include <toml++/toml.h>
 
-#include <fstream>
 #include <functional>
 #include <sstream>
 #include <variant>
 
 #include "loom/core/error.h"
+#include "loom/io/file_util.h"
 
 namespace loom::train {
 
@@ -102,13 +102,7 @@ void walk(const toml::table& table, const std::string& prefix, TrainConfig& c, c
 
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::string text;
-  if (!path.empty()) {
-    std::ifstream f(path, std::ios::binary);
-    LOOM_CHECK(f.good(), "config: cannot read {}", path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    text = ss.str();
-  }
+  if (!path.empty()) text = io::read_text_file(path);
   return parse_config(text, path, overrides);
 }
 
