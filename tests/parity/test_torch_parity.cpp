@@ -4,18 +4,13 @@
 // |loom - torch| <= 1e-5 * max(|torch|, scale), scale = max |torch| of the tensor (a max-norm check).
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <map>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,65 +19,17 @@
 #include <unistd.h>
 
 #include "loom/loom.h"
+#include "parity_util.h"
 
 using namespace loom;
+using parity::Inputs;
+using parity::read_text;
+using parity::write_npy;
 namespace fs = std::filesystem;
 
 namespace {
 
-static_assert(std::endian::native == std::endian::little, ".npy files here are little-endian");
-
 constexpr double kRelTol = 1e-5;
-
-// ---- .npy files (f32 and i64, C order) ----
-
-void write_npy(const fs::path& path, const Tensor& t) {
-  const Tensor c = ops::contiguous(t.detach());
-  LOOM_CHECK(c.dtype() == DType::f32 || c.dtype() == DType::i64, "write_npy: unsupported dtype {}",
-             dtype_name(c.dtype()));
-  std::string shape = "(";
-  for (int64_t d : c.shape()) shape += std::to_string(d) + ", ";
-  std::string header = std::string("{'descr': '") + (c.dtype() == DType::f32 ? "<f4" : "<i8") +
-                       "', 'fortran_order': False, 'shape': " + shape + "), }";
-  header.append(63 - (10 + header.size()) % 64, ' ');  // magic+version+length+header+'\n' = 64k bytes
-  header += '\n';
-  const uint16_t len = uint16_t(header.size());
-  std::ofstream f(path, std::ios::binary);
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.write(reinterpret_cast<const char*>(&len), 2);
-  f.write(header.data(), std::streamsize(header.size()));
-  f.write(static_cast<const char*>(c.raw_data()), std::streamsize(c.nbytes()));
-  LOOM_CHECK(f.good(), "write_npy: cannot write {}", path.string());
-}
-
-struct Array {
-  Shape shape;
-  std::vector<float> data;
-};
-
-// Reads the float32 C-order arrays that np.save writes (format versions 1-3).
-Array read_npy(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  LOOM_CHECK(f.good(), "read_npy: cannot open {}", path.string());
-  char magic[8];
-  f.read(magic, 8);
-  LOOM_CHECK(f.good() && std::string(magic, 6) == "\x93NUMPY", "read_npy: {} is not a .npy file", path.string());
-  uint32_t len = 0;
-  f.read(reinterpret_cast<char*>(&len), magic[6] == 1 ? 2 : 4);
-  std::string header(len, '\0');
-  f.read(header.data(), len);
-  LOOM_CHECK(header.find("'descr': '<f4'") != std::string::npos && header.find("'fortran_order': False") != std::string::npos,
-             "read_npy: {} is not a C-order float32 array: {}", path.string(), header);
-  const size_t open = header.find('(', header.find("'shape':"));
-  std::istringstream dims(header.substr(open + 1, header.find(')', open) - open - 1));
-  Array a;
-  for (std::string d; std::getline(dims, d, ',');)
-    if (d.find_first_not_of(' ') != std::string::npos) a.shape.push_back(std::stoll(d));
-  a.data.resize(size_t(numel_of(a.shape)));
-  f.read(reinterpret_cast<char*>(a.data.data()), std::streamsize(a.data.size() * sizeof(float)));
-  LOOM_CHECK(f.good(), "read_npy: {} is truncated", path.string());
-  return a;
-}
 
 // ---- cases ----
 
@@ -101,25 +48,6 @@ std::string json(bool v) { return v ? "true" : "false"; }
 std::string json(int64_t v) { return std::to_string(v); }
 std::string json(double v) { return fmt::format("{:.17g}", v); }
 std::string json(const char* v) { return fmt::format("\"{}\"", v); }
-
-// Deterministic inputs of one case: its own Philox seed, consecutive offsets.
-class Inputs {
- public:
-  explicit Inputs(uint64_t seed) : gen_(seed) {}
-  Tensor randn(const Shape& s, double mean = 0.0, double std = 1.0) {
-    return loom::randn(s, gen_.next(uint64_t(numel_of(s))), mean, std);
-  }
-  // Integers uniform in [lo, hi).
-  std::vector<int64_t> ints(int64_t n, int64_t lo, int64_t hi) {
-    const RngKey key = gen_.next(uint64_t(n));
-    std::vector<int64_t> v(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = lo + int64_t(uniform_at(key.seed, key.offset + uint64_t(i)) * float(hi - lo));
-    return v;
-  }
-
- private:
-  Generator gen_;
-};
 
 // Packed-sequence document ids 0, 1, ... of a row of T tokens whose documents begin at starts (starts[0] = 0).
 std::vector<int64_t> docs(int64_t T, const std::vector<int64_t>& starts) {
@@ -256,11 +184,6 @@ uint64_t seed_of(const std::string& name) {  // FNV-1a: each case's inputs are i
   return h;
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream f(path);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 // ---- the test: every case in Loom, one torch run, then the comparisons ----
 
 struct Result {
@@ -303,25 +226,9 @@ std::string prepare(const fs::path& dir, const std::string& name, const Builder&
                      json(c.op.c_str()), fmt::join(input_names, ", "), fmt::join(grad_names, ", "), fmt::join(params, ", "));
 }
 
-// Checks |loom - torch| <= kRelTol * max(|torch|, max |torch|) everywhere and prints the largest
-// |loom - torch| / max |torch|.
 void expect_close(const std::string& what, const Tensor& loom, const fs::path& ref_path) {
-  ASSERT_TRUE(fs::exists(ref_path)) << what << ": torch wrote no " << ref_path;
-  const Array ref = read_npy(ref_path);
-  ASSERT_EQ(loom.shape(), ref.shape) << what << ": Loom's shape differs from torch's";
-  const std::vector<double> got = loom.to_vector();
-  double scale = 0.0, max_diff = 0.0;
-  for (float b : ref.data) scale = std::max(scale, double(std::abs(b)));
-  int64_t bad = 0, first_bad = -1;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double b = ref.data[i], diff = std::abs(got[i] - b);
-    max_diff = std::max(max_diff, std::isnan(diff) ? INFINITY : diff);
-    if (!(diff <= kRelTol * std::max(std::abs(b), scale)) && bad++ == 0) first_bad = int64_t(i);
-  }
-  std::printf("[ parity ] %-40s max |diff| / scale = %.2e (scale %.3g)\n", what.c_str(), max_diff / scale, scale);
-  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << got.size() << " elements differ by more than " << kRelTol
-                    << " relative; first at flat index " << first_bad << ": loom " << got[size_t(first_bad)] << " torch "
-                    << ref.data[size_t(first_bad)] << "; max |diff| / scale = " << max_diff / scale;
+  const parity::Closeness c = parity::expect_close(what, loom, ref_path, kRelTol);
+  std::printf("[ parity ] %-40s max |diff| / scale = %.2e (scale %.3g)\n", what.c_str(), c.rel_err, c.scale);
 }
 
 // One test, so that torch is imported once also under ctest (which runs each test in its own process).
