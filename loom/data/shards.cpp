@@ -90,20 +90,22 @@ std::vector<std::string> expand_paths(const std::string& spec, const std::string
 }
 
 DataLoader::DataLoader(const std::string& spec, const std::string& key, int64_t B, int64_t T, bool shuffle, uint64_t seed,
-                       int64_t vocab_size)
-    : key_(key), B_(B), T_(T), vocab_(vocab_size), shuffle_(shuffle), seed_(seed) {
+                       int64_t vocab_size, int64_t part, int64_t parts)
+    : key_(key), B_(B), T_(T), vocab_(vocab_size), part_(part), parts_(parts), shuffle_(shuffle), seed_(seed) {
   LOOM_CHECK(B >= 1 && T >= 1, "{}: batch size {} and sequence length {} must be positive", key, B, T);
+  LOOM_CHECK(parts >= 1 && part >= 0 && part < parts, "{}: part {} of {} is invalid", key, part, parts);
+  const int64_t global_rows = B * parts;
   first_window_.push_back(0);
   for (const std::string& path : expand_paths(spec, key)) {
     shards_.push_back(std::make_unique<TokenShard>(path));
     // As llm.c: whole batches of B·T+1 tokens per shard, each batch being B windows of T+1.
-    const int64_t batches = std::max<int64_t>(shards_.back()->size() - 1, 0) / (B * T);
-    first_window_.push_back(first_window_.back() + batches * B);
+    const int64_t batches = std::max<int64_t>(shards_.back()->size() - 1, 0) / (global_rows * T);
+    first_window_.push_back(first_window_.back() + batches * global_rows);
   }
-  LOOM_CHECK(first_window_.back() > 0, "{}: '{}' holds fewer than B·T+1 = {} tokens in every shard", key, spec, B * T + 1);
+  LOOM_CHECK(first_window_.back() > 0, "{}: '{}' holds fewer than B·T+1 = {} tokens in every shard", key, spec, global_rows * T + 1);
 }
 
-int64_t DataLoader::batches_per_epoch() const { return first_window_.back() / B_; }
+int64_t DataLoader::batches_per_epoch() const { return first_window_.back() / (B_ * parts_); }
 
 const std::vector<int64_t>& DataLoader::order(int64_t epoch) {
   if (order_epoch_ != epoch) {
@@ -139,7 +141,7 @@ Batch DataLoader::next() {
   if (state_.index >= batches_per_epoch()) state_ = {state_.epoch + 1, 0};
   Batch b{Tensor::empty({B_, T_}, DType::i64), Tensor::empty({B_, T_}, DType::i64)};
   for (int64_t i = 0; i < B_; ++i) {
-    const int64_t slot = state_.index * B_ + i;
+    const int64_t slot = (state_.index * parts_ + part_) * B_ + i;
     const int64_t w = shuffle_ ? order(state_.epoch)[size_t(slot)] : slot;
     read_window(w, b.inputs.data<int64_t>() + i * T_, b.targets.data<int64_t>() + i * T_);
   }

@@ -49,10 +49,13 @@ struct LoaderState {
 // Without shuffle, batch k of an epoch reads tokens [k·B·T, k·B·T + B·T + 1) of the current
 // shard, moving to the next shard when that does not fit (llm.c's order). With shuffle, each
 // batch is B windows of T+1 tokens at multiples of T, in a seeded order that is a permutation
-// of all windows of all shards, re-drawn every epoch.
+// of all windows of all shards, re-drawn every epoch. With data parallelism the global batch
+// is B·parts rows and part p receives rows [p·B, (p+1)·B): the global batch and its order do
+// not depend on how many parts it is split into.
 class DataLoader {
  public:
-  DataLoader(const std::string& spec, const std::string& key, int64_t B, int64_t T, bool shuffle, uint64_t seed, int64_t vocab_size);
+  DataLoader(const std::string& spec, const std::string& key, int64_t B, int64_t T, bool shuffle, uint64_t seed, int64_t vocab_size,
+             int64_t part = 0, int64_t parts = 1);
   Batch next();
   LoaderState state() const { return state_; }
   void set_state(LoaderState s) { state_ = s; }
@@ -67,7 +70,7 @@ class DataLoader {
   std::vector<int64_t> order_;         // window order of order_epoch_ (shuffle only)
   int64_t order_epoch_ = -1;
   std::string key_;
-  int64_t B_, T_, vocab_;
+  int64_t B_, T_, vocab_, part_, parts_;
   bool shuffle_;
   uint64_t seed_;
   LoaderState state_;

@@ -123,3 +123,18 @@ TEST(Loader, RejectsBadShards) {
   expect_error([&] { data::DataLoader dl(d.file("nothing*.bin"), "data.val", 2, 10, false, 0, 50); }, "data.val: no shard files");
   expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 8, 64, false, 0, 500); }, "fewer than");
 }
+
+TEST(Loader, PartsSplitTheSameGlobalBatch) {
+  TempDir d;
+  data::write_shard(d.file("s.bin"), iota_tokens(3001), false);
+  for (bool shuffle : {false, true}) {
+    data::DataLoader whole(d.file("s.bin"), "data.train", 4, 10, shuffle, 9, 4000);
+    data::DataLoader p0(d.file("s.bin"), "data.train", 2, 10, shuffle, 9, 4000, 0, 2), p1(d.file("s.bin"), "data.train", 2, 10, shuffle, 9, 4000, 1, 2);
+    EXPECT_EQ(whole.batches_per_epoch(), p0.batches_per_epoch());
+    for (int k = 0; k < 5; ++k) {
+      std::vector<int64_t> w = whole.next().inputs.to_ints(), a = p0.next().inputs.to_ints(), b = p1.next().inputs.to_ints();
+      a.insert(a.end(), b.begin(), b.end());
+      EXPECT_EQ(a, w) << "batch " << k << " shuffle " << shuffle;
+    }
+  }
+}
