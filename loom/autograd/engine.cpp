@@ -27,17 +27,20 @@ EnableGradGuard::~EnableGradGuard() { t_grad_enabled = prev_; }
 
 Node::Node() : seq(g_next_seq.fetch_add(1)) {}
 
-std::vector<Tensor> FunctionNode::apply(const Tensor& grad_out) {
+std::vector<Tensor> FunctionNode::apply(Tensor grad_out) {
   LOOM_CHECK(fn_ != nullptr, "backward: graph of {} already freed; pass retain_graph to run backward twice", op_);
   return fn_(grad_out);
 }
 
-std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
+std::vector<Tensor> AccumulateGrad::apply(Tensor g) {
   LOOM_CHECK(g.shape() == leaf_->shape, "backward: gradient of shape {} for a leaf of shape {}", g.shape(), leaf_->shape);
-  Tensor grad = g.dtype() == leaf_->dtype ? g : ops::cast(g, leaf_->dtype);
+  Tensor grad = g.dtype() == leaf_->dtype ? std::move(g) : ops::cast(g, leaf_->dtype);
   if (!leaf_->grad) {
-    // The incoming gradient may alias another tensor (e.g. passed through a view); own a copy.
-    leaf_->grad = ops::clone(grad).impl_ptr();
+    // Keep the incoming buffer when nothing else can see it (the usual case: a fresh kernel
+    // output); otherwise it may alias another tensor, e.g. through a view, so copy it.
+    const bool sole_owner = grad.impl_ptr().use_count() == 1 && grad.storage().use_count() == 1 && grad.is_contiguous() &&
+                            grad.offset() == 0 && grad.nbytes() == grad.storage()->nbytes();
+    leaf_->grad = sole_owner ? grad.impl_ptr() : ops::clone(grad).impl_ptr();
   } else {
     Tensor acc(leaf_->grad);
     ops::add_(acc, grad);
@@ -122,7 +125,7 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, Lea
       Tensor& slot = (*captured)[acc->leaf().get()];
       slot = slot.defined() ? ops::add(slot, gn) : gn;
     } else if (gn.defined()) {
-      outs = n->apply(gn);
+      outs = n->apply(std::move(gn));
     }
     if (!retain_graph) n->release();
     LOOM_CHECK(outs.empty() || outs.size() == n->next.size(), "backward: {} returned {} gradients for {} inputs",

@@ -19,7 +19,8 @@ using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
 struct Node {
   Node();
   virtual ~Node() = default;
-  virtual std::vector<Tensor> apply(const Tensor& grad_out) = 0;
+  // grad_out is handed over: a node may keep its buffer when no one else holds it.
+  virtual std::vector<Tensor> apply(Tensor grad_out) = 0;
   virtual void release() {}  // drops saved tensors once backward has run
   virtual const char* name() const = 0;
 
@@ -29,7 +30,7 @@ struct Node {
 
 struct FunctionNode final : Node {
   FunctionNode(const char* op, BackwardFn fn) : op_(op), fn_(std::move(fn)) {}
-  std::vector<Tensor> apply(const Tensor& grad_out) override;
+  std::vector<Tensor> apply(Tensor grad_out) override;
   void release() override { fn_ = nullptr; }
   const char* name() const override { return op_; }
 
@@ -40,7 +41,7 @@ struct FunctionNode final : Node {
 
 struct AccumulateGrad final : Node {
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
-  std::vector<Tensor> apply(const Tensor& grad_out) override;
+  std::vector<Tensor> apply(Tensor grad_out) override;
   const char* name() const override { return "AccumulateGrad"; }
   const std::shared_ptr<TensorImpl>& leaf() const { return leaf_; }
 

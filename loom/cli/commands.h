@@ -5,13 +5,15 @@
 #include <functional>
 
 #include "loom/core/error.h"
+#include "loom/dist/group.h"
 
 namespace loom::cli {
 
-// A registered subcommand and what runs when it is chosen (returns the exit code).
+// A registered subcommand and what runs when it is chosen (returns the exit code). world is
+// the job's ranks (one rank without mpirun).
 struct Command {
   CLI::App* app;
-  std::function<int()> run;
+  std::function<int(const std::shared_ptr<dist::Group>& world)> run;
 };
 
 Command add_train(CLI::App& app);

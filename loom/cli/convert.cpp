@@ -22,7 +22,7 @@ Command add_convert(CLI::App& app) {
   cmd->add_option("--from", *from, "llmc:FILE or hf:DIR")->required();
   cmd->add_option("--to", *to, "llmc:FILE or hf:DIR")->required();
   cmd->add_flag("--overwrite", *overwrite, "replace an existing output");
-  return {cmd, [from, to, overwrite] {
+  return {cmd, [from, to, overwrite](const std::shared_ptr<dist::Group>&) {
             auto [src_kind, src] = split_spec(*from, "--from");
             auto [dst_kind, dst] = split_spec(*to, "--to");
             io::ModelWeights w = src_kind == "llmc" ? io::read_llmc(src) : io::load_hf(src);

@@ -23,7 +23,7 @@ Command add_generate(CLI::App& app) {
   cmd->add_option("--top-k", a->gen.top_k, "keep the k most likely tokens (0 = all)");
   cmd->add_option("--top-p", a->gen.top_p, "keep the smallest set of tokens whose probability reaches p");
   cmd->add_option("--seed", a->gen.seed, "sampling seed");
-  return {cmd, [a] {
+  return {cmd, [a](const std::shared_ptr<dist::Group>&) {
             io::ModelWeights w = io::load_hf(a->model);
             nn::TransformerLM model(w.config);
             model.load_state_dict(w.state);

@@ -1,11 +1,13 @@
 // `loom`: one command for training, data preparation, generation, conversion and tokenizers.
-// Exit codes: 0 ok, 2 bad input (loom::Error: config, data, checkpoint, arguments), 1 a bug.
+// Exit codes: 0 ok, 2 bad input (loom::Error: config, data, checkpoint, arguments), 3 a distributed
+// failure or timeout, 1 a bug. Under mpirun every rank runs this; an error on one ends the job.
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
+#include "loom/dist/world.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"loom: train and run large language models"};
@@ -32,15 +34,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
   }
+  std::shared_ptr<loom::dist::Group> world;
   try {
-    for (auto& c : commands)
-      if (c.app->parsed()) return c.run();
-    return 1;
-  } catch (const loom::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
+    world = loom::dist::init(&argc, &argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: internal: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 3;
   }
+  int code = 1;
+  auto run = [&] {
+    for (auto& c : commands)
+      if (c.app->parsed()) code = c.run(world);
+  };
+  // An error ends the whole job (every rank under mpirun), reported once with its rank.
+  loom::dist::abort_on_error(run);
+  world.reset();
+  loom::dist::finalize();
+  return code;
 }

@@ -13,7 +13,7 @@ Command add_prepare(CLI::App& app) {
   cmd->add_option("--output", opt->output, "directory for train_*.bin and val_*.bin shards")->required();
   cmd->add_option("--val-fraction", opt->val_fraction, "fraction of documents for validation (0 = all train)");
   cmd->add_option("--shard-tokens", opt->shard_tokens, "tokens per shard");
-  return {cmd, [opt] {
+  return {cmd, [opt](const std::shared_ptr<dist::Group>&) {
             data::PrepareStats s = data::prepare(*opt);
             fmt::print("prepared {} documents: {} train tokens in {} shards, {} val tokens in {} shards, in {}\n", s.documents, s.train_tokens,
                        s.train_shards, s.val_tokens, s.val_shards, opt->output);

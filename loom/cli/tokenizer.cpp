@@ -20,7 +20,7 @@ Command add_tokenizer(CLI::App& app) {
   tr->add_option("--input", a->input, "a text file or a directory of .txt files")->required();
   tr->add_option("--vocab-size", a->vocab_size, "vocabulary size including the 256 bytes and <|endoftext|>");
   tr->add_option("--output", a->output, "tokenizer.json to write")->required();
-  return {cmd, [a] {
+  return {cmd, [a](const std::shared_ptr<dist::Group>&) {
             namespace fs = std::filesystem;
             std::vector<std::string> texts;
             std::vector<fs::path> files;

@@ -42,6 +42,10 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"checkpoint.dir", &c.checkpoint_dir},
           {"checkpoint.every", &c.checkpoint_every},
           {"checkpoint.keep", &c.checkpoint_keep},
+          {"parallel.dp", &c.dp},
+          {"parallel.zero", &c.zero},
+          {"parallel.bucket_mb", &c.bucket_mb},
+          {"dist.timeout_s", &c.timeout_s},
           {"logging.metrics", &c.metrics},
           {"eval.every", &c.eval_every},
           {"eval.batches", &c.eval_batches}};
@@ -134,6 +138,8 @@ void validate(const TrainConfig& c) {
   positive(c.eval_batches, "eval.batches");
   positive(c.checkpoint_keep, "checkpoint.keep");
   LOOM_CHECK(c.vocab_size >= 0, "config: model.vocab_size must be >= 0, got {}", c.vocab_size);
+  LOOM_CHECK(c.dp >= 0 && c.bucket_mb > 0 && c.timeout_s > 0, "config: parallel.dp must be >= 0, parallel.bucket_mb and dist.timeout_s > 0");
+  LOOM_CHECK(c.zero == 0, "config: parallel.zero = {} is not implemented yet (0 = DDP is)", c.zero);
   LOOM_CHECK(c.threads >= 0, "config: training.threads must be >= 0, got {}", c.threads);
   LOOM_CHECK(c.lr > 0, "config: optimizer.lr must be positive, got {}", c.lr);
   LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, "config: optimizer.beta1/beta2 must be in [0, 1), got {} and {}",

