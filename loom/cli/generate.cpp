@@ -32,6 +32,7 @@ Command add_generate(CLI::App& app) {
             if (auto eot = tok.special_id("<|endoftext|>")) a->gen.stop_token = *eot;
             std::vector<int64_t> prompt(ids.begin(), ids.end());
             std::vector<int64_t> out = train::generate(model, prompt, a->gen);
+            if (!out.empty() && out.back() == a->gen.stop_token) out.pop_back();  // the end marker is not text
             std::vector<int32_t> out32(out.begin(), out.end());
             fmt::print("{}{}\n", a->prompt, tok.decode(out32));
             return 0;
