@@ -135,7 +135,12 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, Lea
       if (!c) continue;
       if (i < outs.size() && outs[i].defined()) {
         Tensor& slot = grads[c];
-        slot = slot.defined() ? ops::add(slot, outs[i]) : outs[i];
+        // Sum in place when this slot is the only holder of a plain buffer (no copy of a large
+        // gradient such as a tied embedding's); otherwise a new tensor.
+        const bool own = slot.defined() && slot.impl_ptr().use_count() == 1 && slot.storage().use_count() == 1 &&
+                         slot.is_contiguous() && slot.shape() == outs[i].shape() && slot.dtype() == outs[i].dtype();
+        if (own) ops::add_(slot, outs[i]);
+        else slot = slot.defined() ? ops::add(slot, outs[i]) : outs[i];
       }
       if (--deps[c] == 0) ready.push(c);
     }

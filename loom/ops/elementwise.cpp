@@ -293,8 +293,17 @@ void add_(Tensor& dst, const Tensor& src) {
 
 void mul_(Tensor& dst, double s) {
   LOOM_CHECK(!(autograd::grad_enabled() && dst.requires_grad()), "mul_: in-place update of a tensor that requires grad");
-  copy_(dst, is_half(dst.dtype()) ? unary_kernel(cast(dst, DType::f32), "mul_", [s](auto v) { return v * s; })
-                                  : unary_kernel(dst, "mul_", [s](auto v) { return v * s; }));
+  if (is_half(dst.dtype())) {
+    copy_(dst, unary_kernel(cast(dst, DType::f32), "mul_", [s](auto v) { return v * s; }));
+    return;
+  }
+  dispatch_numeric(dst.dtype(), "mul_", [&](auto tag) {
+    using T = decltype(tag);
+    T* pd = dst.data<T>();
+    cpu::for_each_run<1>(dst.shape(), {dst.strides()}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i) pd[off[0] + i * st[0]] = T(pd[off[0] + i * st[0]] * s);
+    });
+  });
 }
 
 void check_finite(const Tensor& x, const char* op) {
