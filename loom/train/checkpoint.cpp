@@ -35,6 +35,19 @@ void write_text(const fs::path& path, const std::string& text) {
   f.commit();
 }
 
+// step_* directories under root that carry COMPLETE, oldest first (the names sort by step).
+std::vector<fs::path> complete_checkpoints(const std::string& root) {
+  std::vector<fs::path> out;
+  if (!fs::is_directory(root)) return out;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp.") == std::string::npos && fs::exists(e.path() / "COMPLETE"))
+      out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, optim::AdamW& opt, const TrainState& state,
@@ -58,26 +71,15 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
   if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a same-step checkpoint from an earlier run
   fs::rename(tmp, final_dir);
 
-  std::vector<fs::path> complete;
-  for (const auto& e : fs::directory_iterator(root)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp.") == std::string::npos && fs::exists(e.path() / "COMPLETE"))
-      complete.push_back(e.path());
-  }
-  std::sort(complete.begin(), complete.end());
+  std::vector<fs::path> complete = complete_checkpoints(root);
   for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
   return final_dir.string();
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& root) {
-  if (!fs::is_directory(root)) return std::nullopt;
-  std::optional<std::string> best;
-  for (const auto& e : fs::directory_iterator(root)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp.") == std::string::npos && fs::exists(e.path() / "COMPLETE"))
-      if (!best || e.path().string() > *best) best = e.path().string();
-  }
-  return best;
+  std::vector<fs::path> complete = complete_checkpoints(root);
+  if (complete.empty()) return std::nullopt;
+  return complete.back().string();
 }
 
 TrainState load_checkpoint(const std::string& dir, nn::TransformerLM& model, optim::AdamW& opt) {
