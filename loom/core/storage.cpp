@@ -22,6 +22,16 @@ std::shared_ptr<Storage> Storage::wrap(void* data, size_t nbytes, std::function<
   return s;
 }
 
+void Storage::release() {
+  LOOM_CHECK(!on_free_, "storage: wrapped memory cannot be released");
+  CpuAllocator::instance().release(block_);
+  block_ = {};
+}
+
+void Storage::restore() {
+  if (!resident()) block_ = CpuAllocator::instance().allocate(nbytes_);
+}
+
 Storage::~Storage() {
   if (on_free_)
     on_free_();

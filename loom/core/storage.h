@@ -21,6 +21,12 @@ class Storage {
   ~Storage();
 
   void* data() const { return block_.ptr; }
+  // For sharded parameters (ZeRO-3), whose full data exists only while gathered: release() frees
+  // the memory but keeps this object, so every tensor and saved view of it stays valid;
+  // restore() allocates it again with undefined contents. Owned memory only.
+  void release();
+  void restore();
+  bool resident() const { return block_.ptr != nullptr; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
 

@@ -5,6 +5,7 @@
 
 #include "loom/io/file_util.h"
 #include "loom/io/safetensors.h"
+#include "loom/io/sharded_checkpoint.h"
 #include "loom/models/hf_names.h"
 
 namespace loom::io {
@@ -55,6 +56,14 @@ ModelWeights load_hf(const fs::path& dir) {
   const nlohmann::json j = parse_json(read_text_file(config_path), "hf: " + config_path.string());
   ModelWeights w;
   w.config = naming(config_path, [&] { return models::config_from_hf_json(j); });
+  if (is_sharded_checkpoint(dir)) {
+    // A training checkpoint already holds Loom names; its optimizer state is skipped.
+    const std::string prefix = "param.";
+    const ShardedCheckpoint ckpt(dir);
+    for (const auto& [name, shape] : ckpt.shapes())
+      if (name.starts_with(prefix)) w.state.emplace(name.substr(prefix.size()), ckpt.read(name));
+    return w;
+  }
   const TensorMap tensors = read_safetensors_dir(dir);
   w.state = naming(dir, [&] { return models::from_hf_tensors(w.config, tensors); });
   return w;

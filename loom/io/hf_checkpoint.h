@@ -17,6 +17,9 @@ struct ModelWeights {
   std::map<std::string, Tensor> state;  // names as TransformerLM::state_dict() gives them
 };
 
+// The config always comes from dir/config.json. The weights come from the safetensors files
+// (HF names, mapped to Loom's), or, when dir is a sharded training checkpoint
+// (is_sharded_checkpoint), from its tensors named "param.<Loom name>", read whole.
 ModelWeights load_hf(const std::filesystem::path& dir);
 
 // Writes config.json and model.safetensors (metadata {"format": "pt"}, which transformers

@@ -117,7 +117,10 @@ Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {
   Tensor positions = ops::add(Tensor::arange(T), Tensor::full({}, double(past), DType::i64));
   Tensor x = tok_emb->forward(ids);  // (B, T, C)
   if (pos_emb) x = x + pos_emb->forward(positions);
-  for (size_t i = 0; i < layers.size(); ++i) x = layers[i]->forward(x, positions, cache, i);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    BlockFn block = [&](const Tensor& in) { return layers[i]->forward(in, positions, cache, i); };
+    x = block_wrapper_ ? block_wrapper_(i, x, block) : block(x);
+  }
   return ops::linear(norm->forward(x), lm_head);  // (B, T, Vp)
 }
 

@@ -7,6 +7,7 @@
 //   norm.*, lm_head.weight (untied head only).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -65,6 +66,13 @@ class TransformerLM : public Module {
   // Mean cross-entropy over targets != -100, padded logits excluded. targets: (B, T).
   Tensor loss(const Tensor& logits, const Tensor& targets) const;
 
+  // Runs each block's forward through wrapper(layer, x, block) instead of block(x), so that
+  // parallelism applied from outside (ZeRO-3 gathering a block's parameters) can act around
+  // it while the model code stays single-device. An empty wrapper restores the plain call.
+  using BlockFn = std::function<Tensor(const Tensor&)>;
+  using BlockWrapper = std::function<Tensor(size_t layer, const Tensor& x, const BlockFn& block)>;
+  void set_block_wrapper(BlockWrapper wrapper) { block_wrapper_ = std::move(wrapper); }
+
   std::shared_ptr<Embedding> tok_emb, pos_emb;
   std::vector<std::shared_ptr<Block>> layers;
   std::shared_ptr<Norm> norm;
@@ -72,6 +80,7 @@ class TransformerLM : public Module {
 
  private:
   models::ModelConfig c_;
+  BlockWrapper block_wrapper_;
 };
 
 }  // namespace loom::nn

@@ -35,8 +35,7 @@ void AdamW::zero_grad() {
   for (Tensor& p : params_) p.zero_grad();
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  // Fixed-size chunks summed in order: the norm does not depend on the thread count.
+double grad_sq_sum(const std::vector<Tensor>& params) {
   constexpr int64_t kChunk = 1 << 16;
   double sq = 0;
   for (const Tensor& p : params) {
@@ -53,6 +52,10 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     }
     for (double s : partial) sq += s;
   }
+  return sq;
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double sq) {
   const double norm = std::sqrt(sq);
   LOOM_CHECK(std::isfinite(norm), "optimizer: gradient norm is {} (a NaN or infinity in the gradients)", norm);
   if (max_norm > 0 && norm > max_norm) {

@@ -34,9 +34,16 @@ class AdamW {
   int64_t step_ = 0;
 };
 
-// Scales all gradients so their global L2 norm is at most max_norm (0 = no clipping) and
-// returns the norm before clipping. Throws if the norm is not finite.
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// Sum of the squares of all gradients, in fixed-size chunks summed in order, so the result
+// does not depend on the thread count.
+double grad_sq_sum(const std::vector<Tensor>& params);
+// Scales all gradients so their global L2 norm, sqrt(sq_sum), is at most max_norm (0 = no
+// clipping) and returns that norm. sq_sum may cover more than params (the shards of other
+// ranks). Throws if the norm is not finite.
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double sq_sum);
+inline double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  return clip_grad_norm(params, max_norm, grad_sq_sum(params));
+}
 
 struct Schedule {
   std::string kind = "cosine";  // constant | cosine | wsd

@@ -1,38 +1,130 @@
-// Bucketed, overlapped gradient all-reduce.
+// The data-parallel base (optimizer over this rank's pieces, clipping, checkpoint share) and
+// DDP's bucketed, overlapped gradient all-reduce.
 #include "loom/parallel/data_parallel.h"
 
 #include <cstring>
 
-#include "loom/ops/elementwise.h"
+#include "loom/parallel/zero.h"
 
 namespace loom::parallel {
 
-DataParallel::DataParallel(const std::vector<Tensor>& params, std::shared_ptr<dist::Group> group, double bucket_mb)
-    : params_(params), bucket_of_(params.size()), group_(std::move(group)) {
-  LOOM_CHECK(bucket_mb > 0, "parallel.bucket_mb must be positive, got {}", bucket_mb);
-  const auto limit = int64_t(bucket_mb * 1024 * 1024 / 4);
-  for (size_t i = params_.size(); i-- > 0;) {
-    LOOM_CHECK(params_[i].dtype() == DType::f32 && params_[i].is_contiguous(), "data parallel: parameters must be contiguous f32");
-    if (buckets_.empty() || (buckets_.back().numel > 0 && buckets_.back().numel + params_[i].numel() > limit)) buckets_.emplace_back();
+std::unique_ptr<DataParallel> DataParallel::create(nn::TransformerLM& model, std::shared_ptr<dist::Group> group,
+                                                   const DataParallelOptions& options) {
+  LOOM_CHECK(options.zero >= 0 && options.zero <= 3, "parallel.zero must be 0, 1, 2 or 3, got {}", options.zero);
+  if (options.zero == 0) return std::make_unique<Ddp>(model, std::move(group), options);
+  return std::make_unique<Zero>(model, std::move(group), options);
+}
+
+DataParallel::DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded)
+    : named_(model.named_parameters()), group_(std::move(group)), sharded_(sharded) {
+  for (const auto& [name, p] : named_)
+    LOOM_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "data parallel: parameter {} must be contiguous f32", name);
+}
+
+void DataParallel::init_optimizer(std::vector<Tensor> pieces, const optim::AdamWConfig& cfg) {
+  std::vector<bool> decay;
+  for (const ParamRange& r : ranges(group_->rank())) decay.push_back(named_[r.param].second.ndim() >= 2);  // not norms and biases
+  pieces_ = pieces;
+  opt_ = std::make_unique<optim::AdamW>(std::move(pieces), std::move(decay), cfg);
+}
+
+double DataParallel::clip_grad_norm(double max_norm) {
+  double sq = optim::grad_sq_sum(pieces_);
+  if (sharded_ && group_->size() > 1) {
+    Tensor t = Tensor::full({1}, sq, DType::f64);
+    group_->all_reduce(t, dist::ReduceOp::sum)->wait();
+    sq = t.item();
+  }
+  return optim::clip_grad_norm(pieces_, max_norm, sq);
+}
+
+void DataParallel::step(double lr) {
+  opt_->step(lr);
+  gather_params();
+}
+
+void DataParallel::zero_grad() {
+  for (auto& [name, p] : named_) p.zero_grad();
+}
+
+std::map<std::string, Shape> DataParallel::checkpoint_shapes() const {
+  std::map<std::string, Shape> out;
+  for (const auto& [name, p] : named_)
+    for (const char* kind : {"param.", "exp_avg.", "exp_avg_sq."}) out.emplace(kind + name, p.shape());
+  return out;
+}
+
+std::vector<io::FlatSlice> DataParallel::checkpoint_slices(int rank) const {
+  std::vector<io::FlatSlice> out;
+  if (!sharded_ && rank != 0) return out;  // DDP replicas: rank 0 writes for all
+  for (const ParamRange& r : ranges(rank))
+    for (const char* kind : {"param.", "exp_avg.", "exp_avg_sq."}) out.push_back({kind + named_[r.param].first, r.begin, r.end});
+  return out;
+}
+
+std::vector<std::pair<io::FlatSlice, Tensor>> DataParallel::checkpoint_state() const {
+  std::vector<io::FlatSlice> slices = checkpoint_slices(group_->rank());
+  std::vector<std::pair<io::FlatSlice, Tensor>> out;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const size_t piece = i / 3;
+    const Tensor& t = i % 3 == 0 ? pieces_[piece] : i % 3 == 1 ? opt_->exp_avg()[piece] : opt_->exp_avg_sq()[piece];
+    out.emplace_back(slices[i], t);
+  }
+  return out;
+}
+
+void DataParallel::load(const io::ShardedCheckpoint& ck) {
+  for (const auto& [name, shape] : checkpoint_shapes()) {
+    LOOM_CHECK(ck.has(name), "checkpoint: tensor {} is missing", name);
+    LOOM_CHECK(ck.shapes().at(name) == shape, "checkpoint: tensor {} has shape {}, the model's is {}", name, ck.shapes().at(name), shape);
+  }
+  const std::vector<ParamRange> mine = ranges(group_->rank());
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const std::string& name = named_[mine[i].param].first;
+    ck.read("param." + name, mine[i].begin, mine[i].end, pieces_[i]);
+    ck.read("exp_avg." + name, mine[i].begin, mine[i].end, opt_->exp_avg()[i]);
+    ck.read("exp_avg_sq." + name, mine[i].begin, mine[i].end, opt_->exp_avg_sq()[i]);
+  }
+  gather_params();
+}
+
+Ddp::Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options)
+    : DataParallel(model, std::move(group), false), bucket_of_(named_.size()) {
+  LOOM_CHECK(options.bucket_mb > 0, "parallel.bucket_mb must be positive, got {}", options.bucket_mb);
+  const auto limit = int64_t(options.bucket_mb * 1024 * 1024 / 4);
+  for (size_t i = named_.size(); i-- > 0;) {
+    const int64_t n = named_[i].second.numel();
+    if (buckets_.empty() || (buckets_.back().numel > 0 && buckets_.back().numel + n > limit)) buckets_.emplace_back();
     buckets_.back().params.push_back(i);
-    buckets_.back().numel += params_[i].numel();
+    buckets_.back().numel += n;
     bucket_of_[i] = buckets_.size() - 1;
   }
   for (Bucket& b : buckets_) b.flat = Tensor::empty({b.numel});
-  for (size_t i = 0; i < params_.size(); ++i) params_[i].register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); });
+  std::vector<Tensor> params;
+  for (size_t i = 0; i < named_.size(); ++i) {
+    named_[i].second.register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); });
+    params.push_back(named_[i].second);
+  }
+  init_optimizer(std::move(params), options.adamw);
 }
 
-void DataParallel::on_grad_ready(size_t param) {
+std::vector<ParamRange> Ddp::ranges(int) const {
+  std::vector<ParamRange> out;
+  for (size_t i = 0; i < named_.size(); ++i) out.push_back({i, 0, named_[i].second.numel()});
+  return out;
+}
+
+void Ddp::on_grad_ready(size_t param) {
   if (!sync_ || group_->size() == 1) return;
   Bucket& b = buckets_[bucket_of_[param]];
   if (++b.ready == b.params.size()) launch(b);
 }
 
-void DataParallel::launch(Bucket& b) {
+void Ddp::launch(Bucket& b) {
   float* flat = b.flat.data<float>();
   for (size_t i : b.params) {
-    Tensor g = params_[i].grad();
-    const int64_t n = params_[i].numel();
+    Tensor g = named_[i].second.grad();
+    const int64_t n = named_[i].second.numel();
     if (g.defined()) std::memcpy(flat, g.data<float>(), size_t(n) * 4);
     else std::memset(flat, 0, size_t(n) * 4);
     flat += n;
@@ -40,7 +132,7 @@ void DataParallel::launch(Bucket& b) {
   b.work = group_->all_reduce(b.flat, dist::ReduceOp::sum);
 }
 
-void DataParallel::finish() {
+void Ddp::finish() {
   if (group_->size() == 1) return;
   for (Bucket& b : buckets_)
     if (!b.work) launch(b);  // some parameter of it received no gradient this step
@@ -48,13 +140,14 @@ void DataParallel::finish() {
     b.work->wait();
     const float* flat = b.flat.data<float>();
     for (size_t i : b.params) {
-      Tensor g = params_[i].grad();
+      Tensor& p = named_[i].second;
+      Tensor g = p.grad();
       if (!g.defined()) {
-        g = Tensor::empty(params_[i].shape());
-        params_[i].set_grad(g);
+        g = Tensor::empty(p.shape());
+        p.set_grad(g);
       }
-      std::memcpy(g.data<float>(), flat, size_t(params_[i].numel()) * 4);
-      flat += params_[i].numel();
+      std::memcpy(g.data<float>(), flat, size_t(p.numel()) * 4);
+      flat += p.numel();
     }
     b.work.reset();
     b.ready = 0;

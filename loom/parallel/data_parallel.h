@@ -1,33 +1,105 @@
-// Data parallelism (DDP, ZeRO stage 0): gradients are packed into buckets (about bucket_mb
-// each) in the order backward produces them (reverse registration order), and each bucket's
-// all-reduce starts on the group's communication thread as soon as its last gradient has been
-// accumulated, overlapping the rest of the backward pass.
+// Data parallelism as the trainer sees it, whatever the ZeRO stage: gradient synchronisation,
+// the AdamW update of what this rank owns, global-norm clipping, and the rank's share of a
+// sharded checkpoint. Stage 0 is DDP (below); stages 1-3 are in zero.h. Every layout computes
+// the update of one process on the same global batch.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <vector>
 
 #include "loom/core/tensor.h"
 #include "loom/dist/group.h"
+#include "loom/io/sharded_checkpoint.h"
+#include "loom/nn/transformer.h"
+#include "loom/optim/adamw.h"
 
 namespace loom::parallel {
 
+struct DataParallelOptions {
+  int zero = 0;             // ZeRO stage: 0 DDP, 1 optimizer state, 2 + gradients, 3 + parameters
+  double bucket_mb = 25.0;  // DDP bucket size
+  optim::AdamWConfig adamw;
+};
+
+// A piece of one parameter: elements [begin, end) of its row-major flattening.
+struct ParamRange {
+  size_t param;  // index into the model's named_parameters()
+  int64_t begin, end;
+};
+
 class DataParallel {
  public:
-  // params: every trainable parameter (contiguous f32); their hooks are registered here.
-  DataParallel(const std::vector<Tensor>& params, std::shared_ptr<dist::Group> group, double bucket_mb);
+  // The model must outlive the result; its parameters may be rebound into flat buffers.
+  static std::unique_ptr<DataParallel> create(nn::TransformerLM& model, std::shared_ptr<dist::Group> group,
+                                              const DataParallelOptions& options);
+  virtual ~DataParallel() = default;
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
-  // false for the inner micro-steps of gradient accumulation: gradients only accumulate locally.
-  void set_sync(bool sync) { sync_ = sync; }
-  // Waits for every bucket (launching those whose parameters got no gradient) and leaves in each
-  // parameter's grad the SUM over ranks. Call after the last micro-step's backward.
-  void finish();
+
+  // Call before each forward pass (training or evaluation).
+  virtual void before_forward() {}
+  // Before each micro-step's backward: false on the inner micro-steps of gradient accumulation.
+  virtual void set_sync(bool sync) { sync_ = sync; }
+  // After the last micro-step's backward: the gradients of what this rank owns hold the sum over ranks.
+  virtual void finish() = 0;
+  // Scales the gradients so that the global norm (over all ranks' pieces) is at most max_norm
+  // (0: no clipping) and returns the norm before clipping.
+  double clip_grad_norm(double max_norm);
+  // One AdamW update of this rank's pieces with learning rate lr; every rank then sees the new parameters.
+  void step(double lr);
+  virtual void zero_grad();
+
+  // Sharded checkpoints. Tensor names are "param.<name>", "exp_avg.<name>", "exp_avg_sq.<name>".
+  std::map<std::string, Shape> checkpoint_shapes() const;
+  // What rank r writes (nothing for the replicas of DDP).
+  std::vector<io::FlatSlice> checkpoint_slices(int rank) const;
+  // This rank's slices with their data.
+  std::vector<std::pair<io::FlatSlice, Tensor>> checkpoint_state() const;
+  // Reads this rank's pieces from a checkpoint written under any layout.
+  void load(const io::ShardedCheckpoint& ck);
+  int64_t optimizer_steps() const { return opt_->steps(); }
+  void set_optimizer_steps(int64_t s) { opt_->set_steps(s); }
+  dist::Group& group() const { return *group_; }
+  virtual int zero_stage() const = 0;
+
+ protected:
+  DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded);
+  // Call once at the end of the subclass constructor: pieces are this rank's ranges(rank()),
+  // contiguous f32 tensors whose grad() holds their gradient after finish().
+  void init_optimizer(std::vector<Tensor> pieces, const optim::AdamWConfig& cfg);
+  // The pieces rank r updates.
+  virtual std::vector<ParamRange> ranges(int rank) const = 0;
+  // After each update and after load: bring every rank's parameters up to date.
+  virtual void gather_params() {}
+
+  std::vector<std::pair<std::string, Tensor>> named_;  // the model's parameters
+  std::shared_ptr<dist::Group> group_;
+  bool sync_ = true;
+
+ private:
+  bool sharded_;  // pieces differ between ranks (ZeRO) rather than being replicas (DDP)
+  std::vector<Tensor> pieces_;
+  std::unique_ptr<optim::AdamW> opt_;
+};
+
+// ZeRO stage 0: gradients are packed into buckets (about bucket_mb each) in the order backward
+// produces them (reverse registration order), and each bucket's all-reduce starts on the group's
+// communication thread as soon as its last gradient has been accumulated, overlapping the rest of
+// the backward pass. Every rank then updates the whole model; rank 0 writes checkpoints.
+class Ddp : public DataParallel {
+ public:
+  Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options);
+  void finish() override;
+  int zero_stage() const override { return 0; }
   size_t buckets() const { return buckets_.size(); }
+
+ protected:
+  std::vector<ParamRange> ranges(int rank) const override;
 
  private:
   struct Bucket {
-    std::vector<size_t> params;  // indices into params_
+    std::vector<size_t> params;  // indices into named_
     int64_t numel = 0;
     Tensor flat;                 // (numel) packed gradients
     size_t ready = 0;
@@ -36,11 +108,8 @@ class DataParallel {
   void on_grad_ready(size_t param);
   void launch(Bucket& b);
 
-  std::vector<Tensor> params_;
   std::vector<size_t> bucket_of_;  // per param
   std::vector<Bucket> buckets_;
-  std::shared_ptr<dist::Group> group_;
-  bool sync_ = true;
 };
 
 }  // namespace loom::parallel

@@ -1,8 +1,10 @@
-// Training checkpoints: a directory per step (step_00000010/) holding the model as a Hugging
-// Face directory would (config.json + model.safetensors, HF names), optimizer.safetensors
-// (exp_avg.<name>, exp_avg_sq.<name>, Loom names), train_state.json and a COMPLETE marker
-// written last. Each is written under a temporary name and renamed into place, so a
-// crash never leaves a half checkpoint that looks whole, and older ones are pruned after.
+// Training checkpoints: a directory per step (step_00000010/) in the sharded layout of
+// loom/io/sharded_checkpoint.h: each data-parallel rank writes what it owns (rank<R>.safetensors:
+// parameters "param.<name>" and AdamW state "exp_avg.<name>", "exp_avg_sq.<name>", as slices of
+// their flattening), and rank 0 adds index.json, config.json (the model, in Hugging Face form),
+// train_state.json and a COMPLETE marker written last. The directory is built under a temporary
+// name and renamed, so a crash never leaves a half checkpoint that looks whole; older ones are
+// pruned after. A checkpoint loads under any (dp, zero) layout.
 #pragma once
 
 #include <optional>
@@ -10,22 +12,23 @@
 
 #include "loom/data/shards.h"
 #include "loom/nn/transformer.h"
-#include "loom/optim/adamw.h"
+#include "loom/parallel/data_parallel.h"
 
 namespace loom::train {
 
 struct TrainState {
   int64_t step = 0;           // optimizer updates done
-  data::LoaderState loader;   // position of the training loader
+  data::LoaderState loader;   // position of the training loader (global: it does not depend on dp)
   std::string config_toml;    // the run's config, for the record
 };
 
-// Writes root/step_<step>, then deletes all but the newest `keep` complete checkpoints.
-std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, optim::AdamW& opt, const TrainState& state,
-                            int64_t keep);
+// Collective over dp's group: writes root/step_<step>, then rank 0 deletes all but the newest
+// `keep` complete checkpoints. Returns the directory.
+std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, const parallel::DataParallel& dp,
+                            const TrainState& state, int64_t keep);
 // Newest complete checkpoint under root, if any (directories without COMPLETE are ignored).
 std::optional<std::string> latest_checkpoint(const std::string& root);
-// Loads a checkpoint into model and optimizer; every tensor is checked against the model's shapes.
-TrainState load_checkpoint(const std::string& dir, nn::TransformerLM& model, optim::AdamW& opt);
+// Loads this rank's share of a checkpoint written under any layout; the model must match its config.json.
+TrainState load_checkpoint(const std::string& dir, const nn::TransformerLM& model, parallel::DataParallel& dp);
 
 }  // namespace loom::train

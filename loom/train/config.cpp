@@ -139,7 +139,7 @@ void validate(const TrainConfig& c) {
   positive(c.checkpoint_keep, "checkpoint.keep");
   LOOM_CHECK(c.vocab_size >= 0, "config: model.vocab_size must be >= 0, got {}", c.vocab_size);
   LOOM_CHECK(c.dp >= 0 && c.bucket_mb > 0 && c.timeout_s > 0, "config: parallel.dp must be >= 0, parallel.bucket_mb and dist.timeout_s > 0");
-  LOOM_CHECK(c.zero == 0, "config: parallel.zero = {} is not implemented yet (0 = DDP is)", c.zero);
+  LOOM_CHECK(c.zero >= 0 && c.zero <= 3, "config: parallel.zero must be 0, 1, 2 or 3, got {}", c.zero);
   LOOM_CHECK(c.threads >= 0, "config: training.threads must be >= 0, got {}", c.threads);
   LOOM_CHECK(c.lr > 0, "config: optimizer.lr must be positive, got {}", c.lr);
   LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, "config: optimizer.beta1/beta2 must be in [0, 1), got {} and {}",

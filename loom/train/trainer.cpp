@@ -72,14 +72,8 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   model_ = build_model(cfg_);
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
-  std::vector<Tensor> params;
-  std::vector<bool> decay;
-  for (auto& [name, p] : model_->named_parameters()) {
-    params.push_back(p);
-    decay.push_back(p.ndim() >= 2);  // matrices and embeddings; not norms and biases
-  }
-  opt_ = std::make_unique<optim::AdamW>(params, decay, optim::AdamWConfig{cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay});
-  ddp_ = std::make_unique<parallel::DataParallel>(params, mesh_->dp(), cfg_.bucket_mb);
+  dp_ = parallel::DataParallel::create(*model_, mesh_->dp(),
+                                       {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}});
   const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp;
   train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V,
                                               part, parts);
@@ -88,7 +82,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   if (resume) {
     LOOM_CHECK(!cfg_.checkpoint_dir.empty(), "config: --resume needs checkpoint.dir");
     if (auto dir = latest_checkpoint(cfg_.checkpoint_dir)) {
-      TrainState s = load_checkpoint(*dir, *model_, *opt_);
+      TrainState s = load_checkpoint(*dir, *model_, *dp_);
       start_step_ = s.step;
       train_->set_state(s.loader);
       if (main_rank_) fmt::print("resumed from {} (step {})\n", *dir, s.step);
@@ -104,6 +98,7 @@ double Trainer::evaluate() {
   double total = 0;
   for (int64_t i = 0; i < cfg_.eval_batches; ++i) {
     data::Batch b = val_->next();
+    dp_->before_forward();
     total += model_->loss(model_->forward(b.inputs), b.targets).item();
   }
   return sum_over_ranks(total) / double(cfg_.eval_batches * world_->size());
@@ -133,9 +128,9 @@ int Trainer::run() {
     fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step over {} data-parallel ranks, {} steps\n",
                cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init, mc.n_layer, mc.n_embd, double(model_->num_parameters()) / 1e6,
                tokens_per_step, mesh_->dims().dp, cfg_.steps);
-  auto save = [&](int64_t step) {  // DDP replicates everything: rank 0 writes the checkpoint
-    if (cfg_.checkpoint_dir.empty() || !main_rank_) return;
-    save_checkpoint(cfg_.checkpoint_dir, *model_, *opt_, {step, train_->state(), to_toml(cfg_)}, cfg_.checkpoint_keep);
+  auto save = [&](int64_t step) {
+    if (!cfg_.checkpoint_dir.empty())
+      save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, {step, train_->state(), to_toml(cfg_)}, cfg_.checkpoint_keep);
   };
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start_step_ + 1; step <= cfg_.steps; ++step) {
@@ -152,18 +147,19 @@ int Trainer::run() {
     double loss = 0;
     for (size_t i = 0; i < micro.size(); ++i) {
       const data::Batch& b = micro[i];
+      dp_->before_forward();
       Tensor l = ops::mul(ops::cross_entropy(model_->forward(b.inputs), b.targets, -100, ops::Reduction::sum, mc.vocab_size),
                           1.0 / double(std::max<int64_t>(counted, 1)));
-      ddp_->set_sync(i + 1 == micro.size());
+      dp_->set_sync(i + 1 == micro.size());
       l.backward();
       loss += l.item();
     }
-    ddp_->finish();
+    dp_->finish();
     loss = sum_over_ranks(loss);
-    const double norm = optim::clip_grad_norm(opt_->params(), cfg_.grad_clip);
+    const double norm = dp_->clip_grad_norm(cfg_.grad_clip);
     const double lr = sched.at(step);
-    opt_->step(lr);
-    opt_->zero_grad();
+    dp_->step(lr);
+    dp_->zero_grad();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double tps = double(tokens_per_step) / dt;
     nlohmann::json rec = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tps}, {"mfu", fpt * tps / kPeakFlops}};

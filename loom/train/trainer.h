@@ -8,7 +8,6 @@
 #include "loom/data/shards.h"
 #include "loom/dist/mesh.h"
 #include "loom/nn/transformer.h"
-#include "loom/optim/adamw.h"
 #include "loom/parallel/data_parallel.h"
 #include "loom/train/config.h"
 
@@ -35,10 +34,9 @@ class Trainer {
   TrainConfig cfg_;
   std::shared_ptr<dist::Group> world_;
   std::unique_ptr<dist::Mesh> mesh_;
-  std::unique_ptr<parallel::DataParallel> ddp_;
-  bool main_rank_ = true;  // rank 0 prints, writes metrics and checkpoints
+  bool main_rank_ = true;  // rank 0 prints and writes metrics
   std::unique_ptr<nn::TransformerLM> model_;
-  std::unique_ptr<optim::AdamW> opt_;
+  std::unique_ptr<parallel::DataParallel> dp_;  // gradient sync and the optimizer, per parallel.zero
   std::unique_ptr<data::DataLoader> train_, val_;
   int64_t start_step_ = 0;
 };

@@ -58,7 +58,7 @@ TEST_F(BadInput, CheckpointsAndWeights) {
   const std::string run = base + "--data.train=" + (d / "train.bin") + " --checkpoint.dir=" + (d / "ck");
   ASSERT_EQ(run_loom(run).code, 0);
   const std::string ck = d / "ck/step_00000002";
-  const std::string model_bytes = read_file(ck + "/model.safetensors");
+  const std::string model_bytes = read_file(ck + "/rank00000.safetensors");
   // Another model shape resuming from this checkpoint.
   expect_error(run + " --model.preset=llama-tiny --training.steps=4 --resume", {"step_00000002", "different model"});
   // A corrupted train_state.json.
@@ -66,6 +66,14 @@ TEST_F(BadInput, CheckpointsAndWeights) {
   write("ck/step_00000002/train_state.json", "{ not json");
   expect_error(run + " --training.steps=4 --resume", {"train_state.json"});
   write("ck/step_00000002/train_state.json", state);
+  // A corrupted index.json, and a missing rank file.
+  const std::string index = read_file(ck + "/index.json");
+  write("ck/step_00000002/index.json", index.substr(0, index.size() / 2));
+  expect_error(run + " --training.steps=4 --resume", {"index.json"});
+  write("ck/step_00000002/index.json", index);
+  fs::rename(ck + "/rank00000.safetensors", ck + "/rank.moved");
+  expect_error(run + " --training.steps=4 --resume", {"rank00000.safetensors"});
+  fs::rename(ck + "/rank.moved", ck + "/rank00000.safetensors");
   // A safetensors header that points past the end of the file (never trust the header).
   std::string bad = model_bytes;
   const size_t at = bad.find("data_offsets\":[0,");
@@ -80,6 +88,6 @@ TEST_F(BadInput, CheckpointsAndWeights) {
   expect_error(base + "--data.train=" + (d / "train.bin") + " --model.init=hf:" + (d / "hfbad"), {"model.safetensors"});
   expect_error(base + "--data.train=" + (d / "train.bin") + " --model.init=llmc:" + (d / "train.bin"), {"train.bin"});
   // None of the failures touched the good checkpoint.
-  EXPECT_EQ(read_file(ck + "/model.safetensors"), model_bytes);
+  EXPECT_EQ(read_file(ck + "/rank00000.safetensors"), model_bytes);
   EXPECT_EQ(read_file(ck + "/train_state.json"), state);
 }

@@ -45,6 +45,24 @@ TEST(Allocator, ReusesFreedBlocksAndTracksPeak) {
   EXPECT_GE(a.stats().peak_bytes, base + 400000);
 }
 
+// ZeRO-3 frees a gathered parameter's memory while its tensors and views live on.
+TEST(Storage, ReleaseFreesMemoryAndKeepsViewsValid) {
+  auto& a = CpuAllocator::instance();
+  Tensor t = Tensor::full({1000, 100}, 2.0);
+  Tensor view = ops::narrow(t, 0, 10, 5);
+  const size_t held = a.stats().current_bytes;
+  t.storage()->release();
+  EXPECT_FALSE(t.storage()->resident());
+  EXPECT_LE(a.stats().current_bytes, held - 400000);
+  t.storage()->restore();
+  EXPECT_TRUE(view.storage()->resident());
+  EXPECT_EQ(a.stats().current_bytes, held);
+  view.data<float>()[0] = 5.0f;  // the view reaches the new memory
+  EXPECT_EQ(t.data<float>()[1000], 5.0f);
+  auto wrapped = Storage::wrap(t.raw_data(), 4, [] {});
+  EXPECT_THROW(wrapped->release(), Error);
+}
+
 TEST(Tensor, ViewsShareStorage) {
   Tensor x = Tensor::from_vector({0, 1, 2, 3, 4, 5}, {2, 3});
   Tensor t = ops::transpose(x, 0, 1);

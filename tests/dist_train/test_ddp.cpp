@@ -1,8 +1,10 @@
-// Data-parallel training matches one process: `mpirun -np N loom train` with batch_size B gives
-// the per-step losses and final parameters of a single process with batch_size N·B (the same
-// global batch): losses within 1e-5 relative, parameters within 1e-5 absolute (they are below 1),
-// for N in {1, 2, 4} and gradient accumulation 1 and 3. LLaMA shape: GPT-2's key bias has an
-// exactly-zero gradient whose rounding noise AdamW turns into +-lr steps, which no layout can match.
+// Data-parallel training matches one process: `mpirun -np N loom train --parallel.zero=Z` with
+// batch_size B gives the per-step losses and final parameters of a single process with
+// batch_size N·B (the same global batch): losses within 1e-5 relative, parameters within 1e-5
+// absolute (they are below 1), for N in {1, 2, 4}, every ZeRO stage and gradient accumulation 1
+// and 3. And a checkpoint written under one layout resumes under another with the losses of the
+// uninterrupted run. LLaMA shape: GPT-2's key bias has an exactly-zero gradient whose rounding
+// noise AdamW turns into +-lr steps, which no layout can match.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,7 +17,7 @@
 #include "loom/core/rng.h"
 #include "loom/data/shards.h"
 #include "loom/io/file_util.h"
-#include "loom/io/safetensors.h"
+#include "loom/io/hf_checkpoint.h"
 
 namespace fs = std::filesystem;
 using namespace loom;
@@ -24,7 +26,12 @@ namespace {
 
 struct Scratch {
   fs::path path = fs::temp_directory_path() / ("loom_ddp_" + std::to_string(::getpid()));
-  Scratch() { fs::create_directories(path); }
+  Scratch() {
+    fs::create_directories(path);
+    std::vector<uint32_t> toks(40000);
+    for (size_t i = 0; i < toks.size(); ++i) toks[i] = i % 5 == 0 ? uint32_t(uniform_at(4, i) * 64) : uint32_t((i * 7) % 64);
+    data::write_shard((path / "train.bin").string(), toks, false);
+  }
   ~Scratch() { fs::remove_all(path); }
   std::string operator/(const std::string& n) const { return (path / n).string(); }
 };
@@ -45,42 +52,68 @@ std::vector<double> losses(const std::string& metrics) {
   return out;
 }
 
-class Ddp : public ::testing::TestWithParam<std::tuple<int, int>> {};
-
-TEST_P(Ddp, MatchesOneProcessOnTheSameGlobalBatch) {
-  const auto [np, accum] = GetParam();
+// Runs `loom train` on np ranks (np 0: one process without mpirun) with `global` sequences per
+// micro-step in all, logging to d/name.jsonl and checkpointing into d/name.
+void train(const Scratch& d, int np, int zero, int global, int accum, const std::string& name, const std::string& extra = "") {
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string prefix = np == 0 ? "" : std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(np) + " ";
+  const std::string cmd = prefix + LOOM_BIN " train --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
+                          " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
+                          " --training.batch_size=" + std::to_string(global / std::max(np, 1)) + " --training.grad_accum=" +
+                          std::to_string(accum) + " --parallel.zero=" + std::to_string(zero) + " --logging.metrics=" +
+                          (d / (name + ".jsonl")) + " --checkpoint.dir=" + (d / name) + " " + extra;
+  std::string out;
+  ASSERT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;
+}
+
+void expect_same_losses(const std::vector<double>& got, const std::vector<double>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << what << ", step " << i + 1;
+}
+
+class DataParallel : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(DataParallel, EveryZeroStageMatchesOneProcessOnTheSameGlobalBatch) {
+  const auto [np, accum] = GetParam();
   Scratch d;
-  std::vector<uint32_t> toks(40000);
-  for (size_t i = 0; i < toks.size(); ++i) toks[i] = i % 5 == 0 ? uint32_t(uniform_at(4, i) * 64) : uint32_t((i * 7) % 64);
-  data::write_shard(d / "train.bin", toks, false);
-  auto train = [&](const std::string& prefix, int batch, const std::string& name) {
-    std::string out;
-    const std::string cmd = prefix + " " LOOM_BIN " train --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
-                            " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
-                            " --training.batch_size=" + std::to_string(batch) + " --training.grad_accum=" + std::to_string(accum) +
-                            " --logging.metrics=" + (d / (name + ".jsonl")) + " --checkpoint.dir=" + (d / name);
-    EXPECT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;
-  };
-  train("", 2 * np, "one");
-  train(std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(np), 2, "ddp");
-  std::vector<double> a = losses(d / "one.jsonl"), b = losses(d / "ddp.jsonl");
-  ASSERT_EQ(a.size(), 20u);
-  ASSERT_EQ(b.size(), 20u);
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-5 * std::abs(a[i])) << "step " << i + 1;
-  auto pa = io::read_safetensors(d / "one/step_00000020/model.safetensors");
-  auto pb = io::read_safetensors(d / "ddp/step_00000020/model.safetensors");
-  ASSERT_EQ(pa.size(), pb.size());
-  for (auto& [name, t] : pa) {
-    std::vector<double> x = t.to_vector(), y = pb.at(name).to_vector();
-    double scale = 0, err = 0;
-    for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
-    EXPECT_LE(err, 1e-5 * std::max(scale, 1.0)) << name << " (max |param| " << scale << ")";
+  train(d, 0, 0, 2 * np, accum, "one");
+  const std::vector<double> want = losses(d / "one.jsonl");
+  ASSERT_EQ(want.size(), 20u);
+  const auto params = io::load_hf(d / "one/step_00000020").state;
+  for (int zero = 0; zero <= 3; ++zero) {
+    const std::string name = "zero" + std::to_string(zero);
+    train(d, np, zero, 2 * np, accum, name);
+    expect_same_losses(losses(d / (name + ".jsonl")), want, name);
+    const auto got = io::load_hf(d / (name + "/step_00000020")).state;
+    ASSERT_EQ(got.size(), params.size());
+    for (const auto& [pname, t] : params) {
+      std::vector<double> x = t.to_vector(), y = got.at(pname).to_vector();
+      double scale = 0, err = 0;
+      for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
+      EXPECT_LE(err, 1e-5 * std::max(scale, 1.0)) << name << ": " << pname << " (max |param| " << scale << ")";
+    }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, Ddp, ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Values(1, 3)),
+INSTANTIATE_TEST_SUITE_P(Layouts, DataParallel, ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Values(1, 3)),
                          [](const auto& info) { return "dp" + std::to_string(std::get<0>(info.param)) + "_accum" + std::to_string(std::get<1>(info.param)); });
+
+// Saved at (dp 4, zero 3) after step 10, resumed at (dp 2, zero 1) and (dp 1, zero 0): steps
+// 11-20 give the losses of the run that never stopped.
+TEST(DataParallelCheckpoint, ResumesUnderAnotherLayout) {
+  Scratch d;
+  train(d, 4, 3, 8, 1, "full", "--checkpoint.every=10");
+  const std::vector<double> full = losses(d / "full.jsonl");
+  ASSERT_EQ(full.size(), 20u);
+  const std::vector<double> tail(full.begin() + 10, full.end());
+  for (auto [np, zero] : {std::pair{2, 1}, std::pair{0, 0}}) {
+    const std::string name = "resume_dp" + std::to_string(std::max(np, 1)) + "_zero" + std::to_string(zero);
+    fs::create_directories(d / name);
+    fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
+    train(d, np, zero, 8, 1, name, "--resume");
+    expect_same_losses(losses(d / (name + ".jsonl")), tail, name);
+  }
+}
 
 }  // namespace

@@ -1,0 +1,191 @@
+// ZeRO stages 1-3: flat per-unit buffers split into rank chunks, reduce-scattered gradients,
+// all-gathered parameters.
+#include "loom/parallel/zero.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "loom/autograd/function.h"
+#include "loom/ops/elementwise.h"
+
+namespace loom::parallel {
+
+Zero::Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options)
+    : DataParallel(model, std::move(group), true), model_(model), stage_(options.zero), unit_of_(named_.size()) {
+  const int64_t N = group_->size();
+  units_.resize(model.layers.size() + 1);  // unit 0: everything outside the blocks
+  for (size_t i = 0; i < named_.size(); ++i) {
+    const std::string& name = named_[i].first;
+    const size_t u = name.rfind("layers.", 0) == 0 ? 1 + std::stoul(name.substr(7)) : 0;
+    unit_of_[i] = u;
+    units_[u].params.push_back(i);
+    units_[u].offset.push_back(units_[u].numel);
+    units_[u].numel += named_[i].second.numel();
+  }
+  for (Unit& u : units_) {
+    u.chunk = (u.numel + N - 1) / N;
+    u.full = Tensor::zeros({u.chunk * N});
+    for (size_t k = 0; k < u.params.size(); ++k) {  // the parameter keeps its identity; its data moves into the flat buffer
+      TensorImpl* p = named_[u.params[k]].second.impl();
+      std::memcpy(u.full.data<float>() + u.offset[k], Tensor(named_[u.params[k]].second).data<float>(), size_t(numel_of(p->shape)) * 4);
+      p->storage = u.full.storage();
+      p->offset = u.offset[k];
+    }
+    const Tensor mine = Tensor::from_storage(u.full.storage(), {u.chunk}, DType::f32, group_->rank() * u.chunk);
+    u.own = mine;
+    if (stage_ == 3) {
+      u.own = Tensor::empty({u.chunk});
+      std::memcpy(u.own.data<float>(), mine.data<float>(), size_t(u.chunk) * 4);
+      u.full.storage()->release();
+    }
+    u.grad = Tensor::zeros({u.chunk});
+  }
+  std::vector<Tensor> pieces;
+  for (const ParamRange& r : ranges(group_->rank())) {
+    const Unit& u = units_[unit_of_[r.param]];
+    const size_t k = size_t(std::find(u.params.begin(), u.params.end(), r.param) - u.params.begin());
+    const int64_t at = u.offset[k] + r.begin - group_->rank() * u.chunk;  // within this rank's chunk
+    Tensor piece = Tensor::from_storage(u.own.storage(), {r.end - r.begin}, DType::f32, u.own.offset() + at);
+    piece.set_grad(Tensor::from_storage(u.grad.storage(), {r.end - r.begin}, DType::f32, at));
+    pieces.push_back(piece);
+  }
+  for (size_t i = 0; i < named_.size(); ++i) named_[i].second.register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); });
+  if (stage_ == 3)
+    model_.set_block_wrapper([this](size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block) { return wrap_block(layer, x, block); });
+  init_optimizer(std::move(pieces), options.adamw);
+}
+
+Zero::~Zero() {
+  model_.set_block_wrapper(nullptr);
+  try {  // nothing may be in flight on the tensors about to be freed
+    drain(0);
+    for (size_t u = 0; u < units_.size(); ++u) wait_gathered(u);
+  } catch (const Error&) {  // the failure was reported where it happened
+  }
+}
+
+std::vector<ParamRange> Zero::ranges(int rank) const {
+  std::vector<ParamRange> out;
+  for (const Unit& u : units_) {
+    const int64_t lo = rank * u.chunk, hi = lo + u.chunk;
+    for (size_t k = 0; k < u.params.size(); ++k) {
+      const int64_t b = std::max(lo, u.offset[k]), e = std::min(hi, u.offset[k] + named_[u.params[k]].second.numel());
+      if (b < e) out.push_back({u.params[k], b - u.offset[k], e - u.offset[k]});
+    }
+  }
+  return out;
+}
+
+void Zero::on_grad_ready(size_t param) {
+  if (stage_ == 1 && !sync_) return;  // stage 1 keeps whole gradients and accumulates them locally
+  Unit& u = units_[unit_of_[param]];
+  if (++u.ready == u.params.size()) reduce(unit_of_[param]);
+}
+
+void Zero::set_sync(bool sync) {
+  // Stages 2 and 3 reduce every micro-step; a unit some of whose parameters got no gradient in
+  // the previous micro-step is reduced now, before this one's gradients arrive.
+  if (stage_ >= 2)
+    for (size_t u = 0; u < units_.size(); ++u)
+      if (units_[u].ready > 0) reduce(u);
+  sync_ = sync;
+}
+
+void Zero::reduce(size_t unit) {
+  Unit& u = units_[unit];
+  u.ready = 0;
+  drain(1);  // at most two packed gradient buffers exist at a time
+  Reduction r{unit, Tensor::empty({u.chunk * group_->size()}), Tensor::empty({u.chunk}), nullptr};
+  float* flat = r.flat.data<float>();
+  for (size_t k = 0; k < u.params.size(); ++k) {
+    Tensor& p = named_[u.params[k]].second;
+    const Tensor g = p.grad();
+    if (g.defined()) std::memcpy(flat + u.offset[k], g.data<float>(), size_t(p.numel()) * 4);
+    else std::memset(flat + u.offset[k], 0, size_t(p.numel()) * 4);
+    p.zero_grad();  // the whole gradient is freed: only this rank's chunk of the sum is kept
+  }
+  std::memset(flat + u.numel, 0, size_t(r.flat.numel() - u.numel) * 4);
+  if (stage_ == 3) release(unit);  // backward is done with this unit's parameters
+  r.work = group_->reduce_scatter(r.flat, r.out, dist::ReduceOp::sum);
+  inflight_.push_back(std::move(r));
+}
+
+void Zero::drain(size_t keep) {
+  while (inflight_.size() > keep) {
+    Reduction& r = inflight_.front();
+    r.work->wait();
+    Tensor& acc = units_[r.unit].grad;
+    ops::add_(acc, r.out);
+    inflight_.pop_front();
+  }
+}
+
+void Zero::finish() {
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (units_[u].ready > 0) reduce(u);  // some parameter of it received no gradient
+  drain(0);
+}
+
+void Zero::zero_grad() {
+  DataParallel::zero_grad();
+  for (Unit& u : units_) std::memset(u.grad.data<float>(), 0, size_t(u.chunk) * 4);
+}
+
+void Zero::gather_params() {
+  if (stage_ == 3) {  // gathered copies are stale now; each is gathered again when next needed
+    for (size_t u = 0; u < units_.size(); ++u) {
+      wait_gathered(u);
+      release(u);
+    }
+    return;
+  }
+  std::vector<std::shared_ptr<dist::Work>> works;
+  for (Unit& u : units_) works.push_back(group_->all_gather(u.own, u.full));
+  for (auto& w : works) w->wait();
+}
+
+void Zero::gather(size_t unit) {
+  Unit& u = units_[unit];
+  if (u.gathering || u.full.storage()->resident()) return;
+  u.full.storage()->restore();
+  u.gathering = group_->all_gather(u.own, u.full);
+}
+
+void Zero::wait_gathered(size_t unit) {
+  Unit& u = units_[unit];
+  if (!u.gathering) return;
+  u.gathering->wait();
+  u.gathering.reset();
+}
+
+void Zero::release(size_t unit) {
+  wait_gathered(unit);
+  units_[unit].full.storage()->release();
+}
+
+void Zero::before_forward() {
+  if (stage_ != 3) return;
+  gather(0);
+  if (units_.size() > 1) gather(1);
+  wait_gathered(0);
+}
+
+Tensor Zero::wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block) {
+  const size_t u = layer + 1;
+  gather(u);
+  if (u + 1 < units_.size()) gather(u + 1);
+  wait_gathered(u);
+  Tensor y = block(x);
+  release(u);  // saved views keep the storage object, not its memory
+  if (!autograd::grad_enabled() || !y.requires_grad()) return y;
+  Tensor out = y.detach();
+  autograd::attach(out, "zero3_gather", {y}, [this, u](const Tensor& grad) {
+    gather(u);
+    if (u > 1) gather(u - 1);  // the block backward reaches next
+    wait_gathered(u);
+    return std::vector<Tensor>{grad};
+  });
+  return out;
+}
+
+}  // namespace loom::parallel

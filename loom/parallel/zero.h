@@ -1,0 +1,63 @@
+// ZeRO stages 1-3 over the data-parallel group. The parameters are grouped into units (the
+// embeddings, final norm and head; then one unit per block), and each unit's parameters are
+// rebound as views into one flat buffer that is split into equal chunks, one per rank (padded).
+// A rank keeps AdamW state for its chunk only (stage 1), and from stage 2 also only its chunk of
+// the gradients: each unit's gradients are reduce-scattered as soon as backward has produced
+// them all, then freed. Stage 3 keeps only the rank's chunk of the parameters too: a block's
+// parameters are all-gathered just before its forward (the next block prefetched) and freed
+// after it, gathered again when backward reaches the block (the previous one prefetched), and
+// freed once its gradients are reduced.
+#pragma once
+
+#include <deque>
+
+#include "loom/parallel/data_parallel.h"
+
+namespace loom::parallel {
+
+class Zero : public DataParallel {
+ public:
+  Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options);
+  ~Zero() override;
+  void before_forward() override;
+  void set_sync(bool sync) override;
+  void finish() override;
+  void zero_grad() override;
+  int zero_stage() const override { return stage_; }
+
+ protected:
+  std::vector<ParamRange> ranges(int rank) const override;
+  void gather_params() override;
+
+ private:
+  struct Unit {
+    std::vector<size_t> params;   // indices into named_
+    std::vector<int64_t> offset;  // of each param in the flat buffer
+    int64_t numel = 0, chunk = 0; // chunk: elements per rank, size() · chunk >= numel
+    Tensor full;   // (size()·chunk) the parameters are views into it; stage 3: resident only while gathered
+    Tensor own;    // (chunk) this rank's chunk: a view into full (stages 1, 2) or a buffer of its own (stage 3)
+    Tensor grad;   // (chunk) the reduced gradient of own, summed over ranks and micro-steps
+    size_t ready = 0;  // parameters whose gradient has arrived in this backward
+    std::shared_ptr<dist::Work> gathering;
+  };
+  struct Reduction {
+    size_t unit;
+    Tensor flat, out;  // (size()·chunk) packed gradients, (chunk) this rank's sum
+    std::shared_ptr<dist::Work> work;
+  };
+  void on_grad_ready(size_t param);
+  void reduce(size_t unit);
+  void drain(size_t keep);  // completes in-flight reductions until at most `keep` remain
+  void gather(size_t unit);
+  void wait_gathered(size_t unit);
+  void release(size_t unit);
+  Tensor wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block);
+
+  nn::TransformerLM& model_;
+  int stage_;
+  std::vector<Unit> units_;
+  std::vector<size_t> unit_of_;  // per param
+  std::deque<Reduction> inflight_;
+};
+
+}  // namespace loom::parallel
