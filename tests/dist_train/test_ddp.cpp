@@ -3,11 +3,15 @@
 // batch_size N·B (the same global batch): losses within 1e-5 relative, parameters within 1e-5
 // absolute (they are below 1), for N in {1, 2, 4}, every ZeRO stage and gradient accumulation 1
 // and 3. And a checkpoint written under one layout resumes under another with the losses of the
-// uninterrupted run. LLaMA shape: GPT-2's key bias has an exactly-zero gradient whose rounding
+// uninterrupted run, and a rank killed mid-training ends the whole job. LLaMA shape: GPT-2's key bias has an exactly-zero gradient whose rounding
 // noise AdamW turns into +-lr steps, which no layout can match.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cmath>
 #include <filesystem>
@@ -114,6 +118,55 @@ TEST(DataParallelCheckpoint, ResumesUnderAnotherLayout) {
     train(d, np, zero, 8, 1, name, "--resume");
     expect_same_losses(losses(d / (name + ".jsonl")), tail, name);
   }
+}
+
+// SIGKILL one of two ranks after a few steps: mpirun must end the job non-zero, well within
+// dist.timeout_s, and no rank may live on.
+TEST(DataParallelFailure, KillingOneRankEndsTheJob) {
+  Scratch d;
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string metrics = d / "m.jsonl";
+  const pid_t job = ::fork();
+  if (job == 0) {
+    ::setpgid(0, 0);  // nothing here may outlive the test: its group is killed at the end
+    const std::string log = d / "log", a = "--data.train=" + (d / "train.bin"), m = "--logging.metrics=" + metrics;
+    std::freopen(log.c_str(), "w", stdout);
+    std::freopen(log.c_str(), "a", stderr);
+    ::execl(LOOM_MPIEXEC, LOOM_MPIEXEC, "--oversubscribe", "-np", "2", LOOM_BIN, "train", "--model.preset=llama-tiny", a.c_str(), m.c_str(),
+            "--training.steps=1000000", "--training.seq_len=16", "--training.threads=1", "--parallel.zero=2", "--dist.timeout_s=10",
+            static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  using Clock = std::chrono::steady_clock;
+  auto lines = [&] {
+    if (!fs::exists(metrics)) return size_t(0);
+    const std::string text = io::read_text_file(metrics);
+    return size_t(std::count(text.begin(), text.end(), '\n'));
+  };
+  for (auto t0 = Clock::now(); lines() < 3 && Clock::now() - t0 < std::chrono::seconds(60);) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GE(lines(), 3u) << io::read_text_file(d / "log");
+  std::string ranks;
+  ASSERT_EQ(run("pgrep -P " + std::to_string(job) + " -x loom", &ranks), 0);
+  std::istringstream in(ranks);
+  std::vector<pid_t> pids;
+  for (long p; in >> p;) pids.push_back(pid_t(p));
+  ASSERT_EQ(pids.size(), 2u) << ranks;
+  const auto killed = Clock::now();
+  ::kill(pids[1], SIGKILL);
+  int status = 0;
+  pid_t done = 0;
+  while ((done = ::waitpid(job, &status, WNOHANG)) == 0 && Clock::now() - killed < std::chrono::seconds(30))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const double took = std::chrono::duration<double>(Clock::now() - killed).count();
+  ::kill(-job, SIGKILL);  // whatever is left, if the job hung
+  if (done == 0) ::waitpid(job, &status, 0);
+  EXPECT_EQ(done, job) << "the job still ran " << took << " s after a rank was killed";
+  EXPECT_TRUE(!WIFEXITED(status) || WEXITSTATUS(status) != 0) << "the job exited 0";
+  EXPECT_LT(took, 10.0);
+  std::string state;  // the survivor is gone, or a zombie no one has reaped yet (not running)
+  run("ps -o stat= -p " + std::to_string(pids[0]), &state);
+  EXPECT_TRUE(state.empty() || state[0] == 'Z') << "the surviving rank lives on: " << state;
 }
 
 }  // namespace
