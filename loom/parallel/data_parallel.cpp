@@ -99,7 +99,20 @@ Ddp::Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const Dat
     buckets_.back().numel += n;
     bucket_of_[i] = buckets_.size() - 1;
   }
-  for (Bucket& b : buckets_) b.flat = Tensor::empty({b.numel});
+  // Each gradient is a view into its bucket (PyTorch's gradient_as_bucket_view): backward
+  // accumulates straight into the buffer the all-reduce sends, with no packing copies and no
+  // second copy of the gradients. One rank needs no buckets: its backward keeps each fresh
+  // gradient buffer as it is.
+  for (Bucket& b : buckets_) {
+    if (group_->size() == 1) break;
+    b.flat = Tensor::zeros({b.numel});
+    int64_t at = 0;
+    for (size_t i : b.params) {
+      Tensor& p = named_[i].second;
+      p.set_grad(Tensor::from_storage(b.flat.storage(), p.shape(), DType::f32, at));
+      at += p.numel();
+    }
+  }
   std::vector<Tensor> params;
   for (size_t i = 0; i < named_.size(); ++i) {
     named_[i].second.register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); });
@@ -117,41 +130,23 @@ std::vector<ParamRange> Ddp::ranges(int) const {
 void Ddp::on_grad_ready(size_t param) {
   if (!sync_ || group_->size() == 1) return;
   Bucket& b = buckets_[bucket_of_[param]];
-  if (++b.ready == b.params.size()) launch(b);
-}
-
-void Ddp::launch(Bucket& b) {
-  float* flat = b.flat.data<float>();
-  for (size_t i : b.params) {
-    Tensor g = named_[i].second.grad();
-    const int64_t n = named_[i].second.numel();
-    if (g.defined()) std::memcpy(flat, g.data<float>(), size_t(n) * 4);
-    else std::memset(flat, 0, size_t(n) * 4);
-    flat += n;
-  }
-  b.work = group_->all_reduce(b.flat, dist::ReduceOp::sum);
+  if (++b.ready == b.params.size()) b.work = group_->all_reduce(b.flat, dist::ReduceOp::sum);
 }
 
 void Ddp::finish() {
   if (group_->size() == 1) return;
   for (Bucket& b : buckets_)
-    if (!b.work) launch(b);  // some parameter of it received no gradient this step
+    if (!b.work) b.work = group_->all_reduce(b.flat, dist::ReduceOp::sum);  // some parameter of it received no gradient
   for (Bucket& b : buckets_) {
     b.work->wait();
-    const float* flat = b.flat.data<float>();
-    for (size_t i : b.params) {
-      Tensor& p = named_[i].second;
-      Tensor g = p.grad();
-      if (!g.defined()) {
-        g = Tensor::empty(p.shape());
-        p.set_grad(g);
-      }
-      std::memcpy(g.data<float>(), flat, size_t(p.numel()) * 4);
-      flat += p.numel();
-    }
     b.work.reset();
     b.ready = 0;
   }
+}
+
+void Ddp::zero_grad() {
+  if (group_->size() == 1) return DataParallel::zero_grad();
+  for (Bucket& b : buckets_) std::memset(b.flat.data<float>(), 0, size_t(b.numel) * 4);
 }
 
 }  // namespace loom::parallel

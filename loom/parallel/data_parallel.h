@@ -83,7 +83,7 @@ class DataParallel {
   std::unique_ptr<optim::AdamW> opt_;
 };
 
-// ZeRO stage 0: gradients are packed into buckets (about bucket_mb each) in the order backward
+// ZeRO stage 0: gradients live in buckets (about bucket_mb each) in the order backward
 // produces them (reverse registration order), and each bucket's all-reduce starts on the group's
 // communication thread as soon as its last gradient has been accumulated, overlapping the rest of
 // the backward pass. Every rank then updates the whole model; rank 0 writes checkpoints.
@@ -91,6 +91,7 @@ class Ddp : public DataParallel {
  public:
   Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options);
   void finish() override;
+  void zero_grad() override;
   int zero_stage() const override { return 0; }
   size_t buckets() const { return buckets_.size(); }
 
@@ -101,12 +102,11 @@ class Ddp : public DataParallel {
   struct Bucket {
     std::vector<size_t> params;  // indices into named_
     int64_t numel = 0;
-    Tensor flat;                 // (numel) packed gradients
+    Tensor flat;                 // (numel) the gradients of params, which are views into it (more than one rank)
     size_t ready = 0;
     std::shared_ptr<dist::Work> work;
   };
   void on_grad_ready(size_t param);
-  void launch(Bucket& b);
 
   std::vector<size_t> bucket_of_;  // per param
   std::vector<Bucket> buckets_;
