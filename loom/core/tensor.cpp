@@ -103,6 +103,7 @@ bool Tensor::is_contiguous() const {
 void* Tensor::raw_data() const {
   LOOM_CHECK(defined(), "tensor: access to an undefined tensor");
   auto* base = static_cast<char*>(impl_->storage->data());
+  LOOM_CHECK(base || impl_->storage->nbytes() == 0, "tensor: its memory was released (a ZeRO-3 parameter used outside its block?)");
   return base ? base + impl_->offset * int64_t(dtype_size(dtype())) : nullptr;
 }
 

@@ -130,6 +130,9 @@ std::vector<ParamRange> Ddp::ranges(int) const {
 void Ddp::on_grad_ready(size_t param) {
   if (!sync_ || group_->size() == 1) return;
   Bucket& b = buckets_[bucket_of_[param]];
+  LOOM_CHECK(!b.work, "data parallel: a second synchronised backward before finish() (inner micro-steps need set_sync(false))");
+  LOOM_CHECK(named_[param].second.grad().storage() == b.flat.storage(), "data parallel: the gradient of {} was replaced; only "
+             "DataParallel::zero_grad() may reset it", named_[param].first);
   if (++b.ready == b.params.size()) b.work = group_->all_reduce(b.flat, dist::ReduceOp::sum);
 }
 

@@ -40,7 +40,7 @@ class DataParallel {
   // Call before each forward pass (training or evaluation).
   virtual void before_forward() {}
   // Before each micro-step's backward: false on the inner micro-steps of gradient accumulation.
-  virtual void set_sync(bool sync) { sync_ = sync; }
+  void set_sync(bool sync) { sync_ = sync; }
   // After the last micro-step's backward: the gradients of what this rank owns hold the sum over ranks.
   virtual void finish() = 0;
   // Scales the gradients so that the global norm (over all ranks' pieces) is at most max_norm

@@ -82,14 +82,6 @@ void Zero::on_grad_ready(size_t param) {
   if (++u.ready == u.params.size()) reduce(unit_of_[param]);
 }
 
-void Zero::set_sync(bool sync) {
-  // Stages 2 and 3 reduce every micro-step; a unit some of whose parameters got no gradient in
-  // the previous micro-step is reduced now, before this one's gradients arrive.
-  if (stage_ >= 2)
-    for (size_t u = 0; u < units_.size(); ++u)
-      if (units_[u].ready > 0) reduce(u);
-  sync_ = sync;
-}
 
 void Zero::reduce(size_t unit) {
   Unit& u = units_[unit];
@@ -164,6 +156,12 @@ void Zero::release(size_t unit) {
 }
 
 void Zero::before_forward() {
+  // Stages 2 and 3 reduce every micro-step; a unit some of whose parameters got no gradient in
+  // the previous backward is reduced now, before the next one's gradients arrive (and, in
+  // stage 3, before unit 0 is gathered again).
+  if (stage_ >= 2)
+    for (size_t u = 0; u < units_.size(); ++u)
+      if (units_[u].ready > 0) reduce(u);
   if (stage_ != 3) return;
   gather(0);
   if (units_.size() > 1) gather(1);

@@ -20,7 +20,6 @@ class Zero : public DataParallel {
   Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options);
   ~Zero() override;
   void before_forward() override;
-  void set_sync(bool sync) override;
   void finish() override;
   void zero_grad() override;
   int zero_stage() const override { return stage_; }

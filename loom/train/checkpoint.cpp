@@ -36,6 +36,16 @@ std::vector<fs::path> complete_checkpoints(const std::string& root) {
   return out;
 }
 
+// Runs filesystem work, reporting its failure as bad input that names the checkpoint root.
+template <typename F>
+void on_disk(const std::string& root, F&& f) {
+  try {
+    f();
+  } catch (const fs::filesystem_error& e) {
+    throw Error(fmt::format("checkpoint.dir {}: {}", root, e.what()));
+  }
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, const parallel::DataParallel& dp,
@@ -43,11 +53,12 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
   dist::Group& group = dp.group();
   const fs::path final_dir = fs::path(root) / step_name(state.step);
   const fs::path tmp = fs::path(root) / (step_name(state.step) + ".tmp.partial");  // one name for every rank
-  if (group.rank() == 0) {
-    fs::create_directories(root);
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
-  }
+  if (group.rank() == 0)
+    on_disk(root, [&] {
+      fs::create_directories(root);
+      fs::remove_all(tmp);
+      fs::create_directories(tmp);
+    });
   group.barrier()->wait();
   const auto mine = dp.checkpoint_state();
   if (!mine.empty()) io::write_rank_shard(tmp, group.rank(), mine);
@@ -63,12 +74,25 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
                          {"config", state.config_toml}};
     write_text(tmp / "train_state.json", js.dump(2));
     write_text(tmp / "COMPLETE", "");
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a same-step checkpoint from an earlier run
-    fs::rename(tmp, final_dir);
-    std::vector<fs::path> complete = complete_checkpoints(root);
-    for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
+    on_disk(root, [&] {
+      // A same-step checkpoint of an earlier run is set aside, not deleted, until the new one is in place.
+      const fs::path old = fs::path(root) / (step_name(state.step) + ".tmp.old");
+      fs::remove_all(old);
+      if (fs::exists(final_dir)) fs::rename(final_dir, old);
+      fs::rename(tmp, final_dir);
+      fs::remove_all(old);
+    });
   }
   group.barrier()->wait();
+  if (group.rank() == 0)  // after the barrier: the other ranks need not wait for the deletions
+    on_disk(root, [&] {
+      std::vector<fs::path> complete = complete_checkpoints(root);
+      for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
+      for (const auto& e : fs::directory_iterator(root)) {  // left by a save that crashed
+        const std::string name = e.path().filename().string();
+        if (name.rfind("step_", 0) == 0 && name.find(".tmp.") != std::string::npos) fs::remove_all(e.path());
+      }
+    });
   return final_dir.string();
 }
 

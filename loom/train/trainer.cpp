@@ -128,9 +128,11 @@ int Trainer::run() {
     fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step over {} data-parallel ranks, {} steps\n",
                cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init, mc.n_layer, mc.n_embd, double(model_->num_parameters()) / 1e6,
                tokens_per_step, mesh_->dims().dp, cfg_.steps);
+  int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
-    if (!cfg_.checkpoint_dir.empty())
-      save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, {step, train_->state(), to_toml(cfg_)}, cfg_.checkpoint_keep);
+    if (cfg_.checkpoint_dir.empty() || step == saved) return;
+    save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, {step, train_->state(), to_toml(cfg_)}, cfg_.checkpoint_keep);
+    saved = step;
   };
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start_step_ + 1; step <= cfg_.steps; ++step) {
@@ -184,7 +186,7 @@ int Trainer::run() {
       return 0;
     }
   }
-  save(cfg_.steps);
+  if (cfg_.steps > start_step_) save(cfg_.steps);  // a run resumed past its end saves nothing
   return 0;
 }
 
