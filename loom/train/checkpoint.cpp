@@ -23,13 +23,15 @@ void write_text(const fs::path& path, const std::string& text) {
   f.commit();
 }
 
-// step_* directories under root that carry COMPLETE, oldest first (the names sort by step).
+// step_NNNNNNNN directories under root that carry COMPLETE, oldest first (the names sort by step).
 std::vector<fs::path> complete_checkpoints(const std::string& root) {
   std::vector<fs::path> out;
   if (!fs::is_directory(root)) return out;
   for (const auto& e : fs::directory_iterator(root)) {
     const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp.") == std::string::npos && fs::exists(e.path() / "COMPLETE"))
+    const bool step_dir = name.size() == step_name(0).size() && name.rfind("step_", 0) == 0 &&
+                          std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (e.is_directory() && step_dir && fs::exists(e.path() / "COMPLETE"))
       out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
@@ -96,10 +98,17 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
   return final_dir.string();
 }
 
-std::optional<std::string> latest_checkpoint(const std::string& root) {
-  std::vector<fs::path> complete = complete_checkpoints(root);
-  if (complete.empty()) return std::nullopt;
-  return complete.back().string();
+std::optional<std::string> latest_checkpoint(const std::string& root, dist::Group& group) {
+  int64_t step = -1;
+  if (group.rank() == 0) {
+    std::vector<fs::path> complete = complete_checkpoints(root);
+    if (!complete.empty()) step = std::stoll(complete.back().filename().string().substr(5));
+  }
+  Tensor t = Tensor::full({1}, double(step), DType::i64);
+  group.broadcast(t, 0)->wait();
+  step = int64_t(t.item());
+  if (step < 0) return std::nullopt;
+  return (fs::path(root) / step_name(step)).string();
 }
 
 TrainState load_checkpoint(const std::string& dir, const nn::TransformerLM& model, parallel::DataParallel& dp) {

@@ -27,7 +27,9 @@ struct TrainState {
 std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, const parallel::DataParallel& dp,
                             const TrainState& state, int64_t keep);
 // Newest complete checkpoint under root, if any (directories without COMPLETE are ignored).
-std::optional<std::string> latest_checkpoint(const std::string& root);
+// Collective: rank 0 of group looks, so every rank gets the same answer even where their views
+// of the directory differ (a filesystem that is not coherent across nodes).
+std::optional<std::string> latest_checkpoint(const std::string& root, dist::Group& group);
 // Loads this rank's share of a checkpoint written under any layout; the model must match its config.json.
 TrainState load_checkpoint(const std::string& dir, const nn::TransformerLM& model, parallel::DataParallel& dp);
 

@@ -81,7 +81,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
     val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V, part, parts);
   if (resume) {
     LOOM_CHECK(!cfg_.checkpoint_dir.empty(), "config: --resume needs checkpoint.dir");
-    if (auto dir = latest_checkpoint(cfg_.checkpoint_dir)) {
+    if (auto dir = latest_checkpoint(cfg_.checkpoint_dir, *world_)) {
       TrainState s = load_checkpoint(*dir, *model_, *dp_);
       start_step_ = s.step;
       train_->set_state(s.loader);
