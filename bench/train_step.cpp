@@ -14,7 +14,8 @@
 #include "loom/ops/elementwise.h"
 #include "loom/ops/nn.h"
 #include "loom/ops/shape.h"
-#include "loom/optim/adamw.h"
+#include "loom/dist/local_group.h"
+#include "loom/parallel/data_parallel.h"
 #include "loom/train/trainer.h"
 
 using namespace loom;
@@ -24,13 +25,8 @@ int main(int argc, char** argv) {
   const int64_t B = argc > 2 ? std::stol(argv[2]) : 4, T = argc > 3 ? std::stol(argv[3]) : 64, steps = argc > 4 ? std::stol(argv[4]) : 5;
   nn::TransformerLM model(models::preset(preset));
   model.init(0);
-  std::vector<Tensor> params;
-  std::vector<bool> decay;
-  for (auto& [name, p] : model.named_parameters()) {
-    params.push_back(p);
-    decay.push_back(p.ndim() >= 2);
-  }
-  optim::AdamW opt(params, decay, {});
+  // The trainer's own update path: DataParallel on one rank (clipping folded into AdamW).
+  auto opt = parallel::DataParallel::create(model, std::make_shared<dist::LocalGroup>("dp"), {});
   const int64_t V = model.config().vocab_size;
   std::vector<double> times;
   for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms the allocator and caches up
@@ -39,9 +35,10 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     Tensor loss = model.loss(model.forward(in), tgt);
     loss.backward();
-    optim::clip_grad_norm(params, 1.0);
-    opt.step(1e-4);
-    opt.zero_grad();
+    opt->finish();
+    opt->clip_grad_norm(1.0);
+    opt->step(1e-4);
+    opt->zero_grad();
     if (s > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());

@@ -17,8 +17,9 @@ class AdamW {
  public:
   // Weight decay applies to params with decay[i] true (matrices and embeddings, by convention).
   AdamW(std::vector<Tensor> params, std::vector<bool> decay, AdamWConfig cfg);
-  // One update with learning rate lr; params without a gradient are skipped.
-  void step(double lr);
+  // One update with learning rate lr, of the gradients times grad_scale (clipping); params
+  // without a gradient are skipped.
+  void step(double lr, double grad_scale = 1.0);
   void zero_grad();
   const std::vector<Tensor>& params() const { return params_; }
   int64_t steps() const { return step_; }
@@ -37,9 +38,11 @@ class AdamW {
 // Sum of the squares of all gradients, in fixed-size chunks summed in order, so the result
 // does not depend on the thread count.
 double grad_sq_sum(const std::vector<Tensor>& params);
-// Scales all gradients so their global L2 norm, sqrt(sq_sum), is at most max_norm (0 = no
-// clipping) and returns that norm. sq_sum may cover more than params (the shards of other
-// ranks). Throws if the norm is not finite.
+// The factor that brings a global gradient norm down to max_norm (1 when it is below, or when
+// max_norm is 0, no clipping). Throws if the norm is not finite.
+double clip_factor(double norm, double max_norm);
+// Scales all gradients so their global L2 norm, sqrt(sq_sum), is at most max_norm and returns
+// that norm. sq_sum may cover more than params (the shards of other ranks).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double sq_sum);
 inline double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   return clip_grad_norm(params, max_norm, grad_sq_sum(params));

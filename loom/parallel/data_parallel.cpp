@@ -2,6 +2,7 @@
 // DDP's bucketed, overlapped gradient all-reduce.
 #include "loom/parallel/data_parallel.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "loom/parallel/zero.h"
@@ -35,11 +36,14 @@ double DataParallel::clip_grad_norm(double max_norm) {
     group_->all_reduce(t, dist::ReduceOp::sum)->wait();
     sq = t.item();
   }
-  return optim::clip_grad_norm(pieces_, max_norm, sq);
+  const double norm = std::sqrt(sq);
+  grad_scale_ = optim::clip_factor(norm, max_norm);
+  return norm;
 }
 
 void DataParallel::step(double lr) {
-  opt_->step(lr);
+  opt_->step(lr, grad_scale_);
+  grad_scale_ = 1.0;
   gather_params();
 }
 

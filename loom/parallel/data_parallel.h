@@ -43,8 +43,8 @@ class DataParallel {
   void set_sync(bool sync) { sync_ = sync; }
   // After the last micro-step's backward: the gradients of what this rank owns hold the sum over ranks.
   virtual void finish() = 0;
-  // Scales the gradients so that the global norm (over all ranks' pieces) is at most max_norm
-  // (0: no clipping) and returns the norm before clipping.
+  // Returns the global gradient norm (over all ranks' pieces) and has the next step() scale the
+  // gradients so that it is at most max_norm (0: no clipping), inside the AdamW pass.
   double clip_grad_norm(double max_norm);
   // One AdamW update of this rank's pieces with learning rate lr; every rank then sees the new parameters.
   void step(double lr);
@@ -79,6 +79,7 @@ class DataParallel {
 
  private:
   bool sharded_;  // pieces differ between ranks (ZeRO) rather than being replicas (DDP)
+  double grad_scale_ = 1.0;  // from clip_grad_norm, applied by the next step()
   std::vector<Tensor> pieces_;
   std::unique_ptr<optim::AdamW> opt_;
 };

@@ -716,12 +716,14 @@ TEST(AdamW, MatchesScalarLoop) {
     Vec pr(p0.begin(), p0.end()), mr(m0.begin(), m0.end()), vr(v0.begin(), v0.end());
     for (int64_t step = 1; step <= 3; ++step) {
       const std::vector<float> g = as<float>(randn(n, 55 + step));
-      adamw_step(p.data(), g.data(), m.data(), v.data(), n, lr, beta1, beta2, eps, wd, step);
+      const float scale = step == 2 ? 0.37f : 1.0f;  // clipping folded into the update
+      adamw_step(p.data(), g.data(), m.data(), v.data(), n, lr, beta1, beta2, eps, wd, step, scale);
       // The documented update, in double, one element at a time.
       for (int64_t i = 0; i < n; ++i) {
         pr[i] -= lr * wd * pr[i];
-        mr[i] = beta1 * mr[i] + (1.0 - beta1) * g[i];
-        vr[i] = beta2 * vr[i] + (1.0 - beta2) * double(g[i]) * g[i];
+        const double gi = double(g[i]) * scale;
+        mr[i] = beta1 * mr[i] + (1.0 - beta1) * gi;
+        vr[i] = beta2 * vr[i] + (1.0 - beta2) * gi * gi;
         const double mhat = mr[i] / (1 - std::pow(double(beta1), double(step)));
         const double vhat = vr[i] / (1 - std::pow(double(beta2), double(step)));
         pr[i] -= lr * mhat / (std::sqrt(vhat) + eps);
