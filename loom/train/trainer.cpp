@@ -115,6 +115,7 @@ int Trainer::run() {
   g_signal = 0;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGUSR1, on_signal);  // what mpirun forwards to its ranks without killing them
   std::ofstream metrics;
   if (!cfg_.metrics.empty() && main_rank_) {
     metrics.open(cfg_.metrics, start_step_ > 0 ? std::ios::app : std::ios::trunc);
