@@ -2,21 +2,21 @@
 // batch_size B gives the per-step losses and final parameters of a single process with
 // batch_size N·B (the same global batch): losses within 1e-5 relative, parameters within 1e-5
 // absolute (they are below 1), for N in {1, 2, 4}, every ZeRO stage and gradient accumulation 1
-// and 3. And a checkpoint written under one layout resumes under another with the losses of the
-// uninterrupted run, and a rank killed mid-training ends the whole job. LLaMA shape: GPT-2's key bias has an exactly-zero gradient whose rounding
-// noise AdamW turns into +-lr steps, which no layout can match.
+// and 3. A checkpoint written under one layout resumes under another with the losses of the
+// uninterrupted run; a rank killed mid-training ends the whole job; a signal stops every rank at
+// one step with a checkpoint. LLaMA shape: GPT-2's key bias has an exactly-zero gradient whose
+// rounding noise AdamW turns into +-lr steps, which no layout can match.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <thread>
-
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "loom/core/rng.h"
 #include "loom/data/shards.h"
@@ -120,53 +120,103 @@ TEST(DataParallelCheckpoint, ResumesUnderAnotherLayout) {
   }
 }
 
+// `mpirun -np 2 loom train` for a million steps in the background, in a process group of its
+// own that is killed when this goes out of scope.
+class BackgroundJob {
+ public:
+  BackgroundJob(const Scratch& d, const std::string& zero) : metrics_(d / "m.jsonl"), log_(d / "log") {
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    const std::string data = "--data.train=" + (d / "train.bin"), m = "--logging.metrics=" + metrics_, z = "--parallel.zero=" + zero,
+                      ck = "--checkpoint.dir=" + (d / "ck");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setpgid(0, 0);
+      std::freopen(log_.c_str(), "w", stdout);
+      std::freopen(log_.c_str(), "a", stderr);
+      ::execl(LOOM_MPIEXEC, LOOM_MPIEXEC, "--oversubscribe", "-np", "2", LOOM_BIN, "train", "--model.preset=llama-tiny", data.c_str(),
+              m.c_str(), z.c_str(), ck.c_str(), "--training.steps=1000000", "--training.seq_len=16", "--training.threads=1",
+              "--dist.timeout_s=10", static_cast<char*>(nullptr));
+      std::_Exit(127);
+    }
+  }
+  ~BackgroundJob() {
+    ::kill(-pid_, SIGKILL);  // whatever is left, if the job hung
+    if (!done_) ::waitpid(pid_, &status_, 0);
+  }
+  size_t steps() const {
+    if (!fs::exists(metrics_)) return 0;
+    const std::string text = io::read_text_file(metrics_);
+    return size_t(std::count(text.begin(), text.end(), '\n'));
+  }
+  bool wait_steps(size_t n) const {
+    for (auto t0 = Clock::now(); steps() < n && Clock::now() - t0 < std::chrono::seconds(60);)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return steps() >= n;
+  }
+  std::string log() const { return io::read_text_file(log_); }
+  pid_t pid() const { return pid_; }
+  std::vector<pid_t> ranks() const {
+    std::string out;
+    run("pgrep -P " + std::to_string(pid_) + " -x loom", &out);
+    std::istringstream in(out);
+    std::vector<pid_t> pids;
+    for (long p; in >> p;) pids.push_back(pid_t(p));
+    return pids;
+  }
+  // Seconds until the job ended (at most `limit`); status() is then its wait status.
+  double wait_exit(double limit) {
+    const auto t0 = Clock::now();
+    while (!done_ && Clock::now() - t0 < std::chrono::duration<double>(limit)) {
+      done_ = ::waitpid(pid_, &status_, WNOHANG) == pid_;
+      if (!done_) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  bool done() const { return done_; }
+  int status() const { return status_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string metrics_, log_;
+  pid_t pid_ = -1;
+  bool done_ = false;
+  int status_ = 0;
+};
+
 // SIGKILL one of two ranks after a few steps: mpirun must end the job non-zero, well within
 // dist.timeout_s, and no rank may live on.
 TEST(DataParallelFailure, KillingOneRankEndsTheJob) {
   Scratch d;
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const std::string metrics = d / "m.jsonl";
-  const pid_t job = ::fork();
-  if (job == 0) {
-    ::setpgid(0, 0);  // nothing here may outlive the test: its group is killed at the end
-    const std::string log = d / "log", a = "--data.train=" + (d / "train.bin"), m = "--logging.metrics=" + metrics;
-    std::freopen(log.c_str(), "w", stdout);
-    std::freopen(log.c_str(), "a", stderr);
-    ::execl(LOOM_MPIEXEC, LOOM_MPIEXEC, "--oversubscribe", "-np", "2", LOOM_BIN, "train", "--model.preset=llama-tiny", a.c_str(), m.c_str(),
-            "--training.steps=1000000", "--training.seq_len=16", "--training.threads=1", "--parallel.zero=2", "--dist.timeout_s=10",
-            static_cast<char*>(nullptr));
-    std::_Exit(127);
-  }
-  using Clock = std::chrono::steady_clock;
-  auto lines = [&] {
-    if (!fs::exists(metrics)) return size_t(0);
-    const std::string text = io::read_text_file(metrics);
-    return size_t(std::count(text.begin(), text.end(), '\n'));
-  };
-  for (auto t0 = Clock::now(); lines() < 3 && Clock::now() - t0 < std::chrono::seconds(60);) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(lines(), 3u) << io::read_text_file(d / "log");
-  std::string ranks;
-  ASSERT_EQ(run("pgrep -P " + std::to_string(job) + " -x loom", &ranks), 0);
-  std::istringstream in(ranks);
-  std::vector<pid_t> pids;
-  for (long p; in >> p;) pids.push_back(pid_t(p));
-  ASSERT_EQ(pids.size(), 2u) << ranks;
-  const auto killed = Clock::now();
-  ::kill(pids[1], SIGKILL);
-  int status = 0;
-  pid_t done = 0;
-  while ((done = ::waitpid(job, &status, WNOHANG)) == 0 && Clock::now() - killed < std::chrono::seconds(30))
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const double took = std::chrono::duration<double>(Clock::now() - killed).count();
-  ::kill(-job, SIGKILL);  // whatever is left, if the job hung
-  if (done == 0) ::waitpid(job, &status, 0);
-  EXPECT_EQ(done, job) << "the job still ran " << took << " s after a rank was killed";
-  EXPECT_TRUE(!WIFEXITED(status) || WEXITSTATUS(status) != 0) << "the job exited 0";
+  BackgroundJob job(d, "2");
+  ASSERT_TRUE(job.wait_steps(3)) << job.log();
+  const std::vector<pid_t> ranks = job.ranks();
+  ASSERT_EQ(ranks.size(), 2u);
+  ::kill(ranks[1], SIGKILL);
+  const double took = job.wait_exit(30);
+  ASSERT_TRUE(job.done()) << "the job still ran " << took << " s after a rank was killed";
+  EXPECT_TRUE(!WIFEXITED(job.status()) || WEXITSTATUS(job.status()) != 0) << "the job exited 0";
   EXPECT_LT(took, 10.0);
   std::string state;  // the survivor is gone, or a zombie no one has reaped yet (not running)
-  run("ps -o stat= -p " + std::to_string(pids[0]), &state);
+  run("ps -o stat= -p " + std::to_string(ranks[0]), &state);
   EXPECT_TRUE(state.empty() || state[0] == 'Z') << "the surviving rank lives on: " << state;
+}
+
+// SIGUSR1 to mpirun (which forwards it): every rank stops at the same step, the sharded
+// checkpoint of that step is complete, and the job exits 0.
+TEST(DataParallelSignal, SigusrToMpirunSavesAndStops) {
+  Scratch d;
+  BackgroundJob job(d, "3");
+  ASSERT_TRUE(job.wait_steps(3)) << job.log();
+  ::kill(job.pid(), SIGUSR1);
+  job.wait_exit(30);
+  ASSERT_TRUE(job.done()) << job.log();
+  ASSERT_TRUE(WIFEXITED(job.status()) && WEXITSTATUS(job.status()) == 0) << job.log();
+  const size_t last = job.steps();
+  const std::string ck = d / fmt::format("ck/step_{:08d}", last);
+  EXPECT_TRUE(fs::exists(ck + "/COMPLETE")) << job.log();
+  EXPECT_TRUE(fs::exists(ck + "/rank00000.safetensors") && fs::exists(ck + "/rank00001.safetensors"));
+  EXPECT_NE(job.log().find(fmt::format("stopped by signal {} at step {}; checkpoint saved", SIGUSR1, last)), std::string::npos) << job.log();
 }
 
 }  // namespace
