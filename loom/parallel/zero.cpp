@@ -178,6 +178,9 @@ Tensor Zero::wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::
   if (!autograd::grad_enabled() || !y.requires_grad()) return y;
   Tensor out = y.detach();
   autograd::attach(out, "zero3_gather", {y}, [this, u](const Tensor& grad) {
+    // Unit 0 is read by the embeddings, whose backward needs no weights, and by the final norm
+    // and head, whose backward is done once backward reaches the last block.
+    if (u + 1 == units_.size()) release(0);
     gather(u);
     if (u > 1) gather(u - 1);  // the block backward reaches next
     wait_gathered(u);

@@ -6,7 +6,8 @@
 // them all, then freed. Stage 3 keeps only the rank's chunk of the parameters too: a block's
 // parameters are all-gathered just before its forward (the next block prefetched) and freed
 // after it, gathered again when backward reaches the block (the previous one prefetched), and
-// freed once its gradients are reduced.
+// freed once its gradients are reduced. Unit 0 is gathered before the forward and freed when
+// backward has passed the head.
 #pragma once
 
 #include <deque>

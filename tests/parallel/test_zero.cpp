@@ -1,6 +1,7 @@
 // ZeRO in one process (a one-rank LocalGroup; tests/dist_train runs the real multi-rank layouts):
 // every stage trains exactly as DDP does, and stage 3 holds a block's parameters only while
-// that block runs: between steps none is resident, during backward at most two blocks are.
+// that block runs: between steps none is resident, during backward at most two blocks are, and
+// the embeddings and head are freed once backward has passed the head.
 #include <gtest/gtest.h>
 
 #include "loom/core/rng.h"
@@ -69,12 +70,18 @@ TEST(Zero, Stage3GathersABlockOnlyWhileItRuns) {
     return n;
   };
   for (const auto& [name, p] : model.named_parameters()) EXPECT_FALSE(p.storage()->resident()) << name;
-  size_t most = 0, hooks = 0;
-  for (auto& [name, p] : model.named_parameters())
-    p.register_post_accumulate_hook([&](const Tensor&) { most = std::max(most, resident_blocks()), ++hooks; });
+  size_t most = 0, hooks = 0, with_head = 0;
+  for (auto& [name, p] : model.named_parameters()) {
+    const bool in_block = name.rfind("layers.", 0) == 0;
+    p.register_post_accumulate_hook([&, in_block](const Tensor&) {
+      most = std::max(most, resident_blocks()), ++hooks;
+      if (in_block) with_head += model.norm->weight.storage()->resident();
+    });
+  }
   train(model, *dp);
   EXPECT_GT(hooks, 0u);
   EXPECT_GE(most, 1u);
-  EXPECT_LE(most, 2u);  // the block backward is in, and the one it prefetched
+  EXPECT_LE(most, 2u);       // the block backward is in, and the one it prefetched
+  EXPECT_EQ(with_head, 0u);  // the embeddings, final norm and head are freed once backward is past them
   for (const auto& [name, p] : model.named_parameters()) EXPECT_FALSE(p.storage()->resident()) << name;
 }
