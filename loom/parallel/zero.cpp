@@ -7,16 +7,18 @@
 
 #include "loom/autograd/function.h"
 #include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
 
 namespace loom::parallel {
 
 Zero::Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options)
     : DataParallel(model, std::move(group), true), model_(model), stage_(options.zero), unit_of_(named_.size()) {
-  const int64_t N = group_->size();
-  units_.resize(model.layers.size() + 1);  // unit 0: everything outside the blocks
-  for (size_t i = 0; i < named_.size(); ++i) {
+  const int64_t N = group_->size(), rank = group_->rank();
+  for (const auto& [name, p] : named_) roots_ += name.rfind("layers.", 0) != 0;
+  units_.resize(roots_ + model.layers.size());
+  for (size_t i = 0, root = 0; i < named_.size(); ++i) {
     const std::string& name = named_[i].first;
-    const size_t u = name.rfind("layers.", 0) == 0 ? 1 + std::stoul(name.substr(7)) : 0;
+    const size_t u = name.rfind("layers.", 0) == 0 ? roots_ + std::stoul(name.substr(7)) : root++;
     unit_of_[i] = u;
     units_[u].params.push_back(i);
     units_[u].offset.push_back(units_[u].numel);
@@ -24,21 +26,23 @@ Zero::Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const D
   }
   for (Unit& u : units_) {
     u.chunk = (u.numel + N - 1) / N;
-    u.full = Tensor::zeros({u.chunk * N});
+    for (int64_t r = 0; r < N; ++r) u.counts.push_back(std::clamp(u.numel - r * u.chunk, int64_t(0), u.chunk));
+    const int64_t mine = u.counts[size_t(rank)], start = std::min(rank * u.chunk, u.numel);
+    u.full = Tensor::empty({u.numel});
     for (size_t k = 0; k < u.params.size(); ++k) {  // the parameter keeps its identity; its data moves into the flat buffer
       TensorImpl* p = named_[u.params[k]].second.impl();
       std::memcpy(u.full.data<float>() + u.offset[k], Tensor(named_[u.params[k]].second).data<float>(), size_t(numel_of(p->shape)) * 4);
       p->storage = u.full.storage();
       p->offset = u.offset[k];
     }
-    const Tensor mine = Tensor::from_storage(u.full.storage(), {u.chunk}, DType::f32, group_->rank() * u.chunk);
-    u.own = mine;
+    u.own = Tensor::from_storage(u.full.storage(), {mine}, DType::f32, start);
     if (stage_ == 3) {
-      u.own = Tensor::empty({u.chunk});
-      std::memcpy(u.own.data<float>(), mine.data<float>(), size_t(u.chunk) * 4);
+      Tensor copy = Tensor::empty({mine});
+      if (mine > 0) std::memcpy(copy.data<float>(), u.own.data<float>(), size_t(mine) * 4);
+      u.own = copy;
       u.full.storage()->release();
     }
-    u.grad = Tensor::zeros({u.chunk});
+    u.grad = Tensor::zeros({mine});
   }
   std::vector<Tensor> pieces;
   for (const ParamRange& r : ranges(group_->rank())) {
@@ -67,7 +71,7 @@ Zero::~Zero() {
 std::vector<ParamRange> Zero::ranges(int rank) const {
   std::vector<ParamRange> out;
   for (const Unit& u : units_) {
-    const int64_t lo = rank * u.chunk, hi = lo + u.chunk;
+    const int64_t lo = rank * u.chunk, hi = lo + u.counts[size_t(rank)];
     for (size_t k = 0; k < u.params.size(); ++k) {
       const int64_t b = std::max(lo, u.offset[k]), e = std::min(hi, u.offset[k] + named_[u.params[k]].second.numel());
       if (b < e) out.push_back({u.params[k], b - u.offset[k], e - u.offset[k]});
@@ -86,19 +90,24 @@ void Zero::on_grad_ready(size_t param) {
 void Zero::reduce(size_t unit) {
   Unit& u = units_[unit];
   u.ready = 0;
-  drain(1);  // at most two packed gradient buffers exist at a time
-  Reduction r{unit, Tensor::empty({u.chunk * group_->size()}), Tensor::empty({u.chunk}), nullptr};
-  float* flat = r.flat.data<float>();
-  for (size_t k = 0; k < u.params.size(); ++k) {
-    Tensor& p = named_[u.params[k]].second;
-    const Tensor g = p.grad();
-    if (g.defined()) std::memcpy(flat + u.offset[k], g.data<float>(), size_t(p.numel()) * 4);
-    else std::memset(flat + u.offset[k], 0, size_t(p.numel()) * 4);
-    p.zero_grad();  // the whole gradient is freed: only this rank's chunk of the sum is kept
+  drain(1);  // at most two whole gradients are held for reduction at a time
+  Reduction r{unit, {}, Tensor::empty({u.counts[size_t(group_->rank())]}), nullptr};
+  const Tensor only = u.params.size() == 1 ? named_[u.params[0]].second.grad() : Tensor();
+  if (only.defined() && only.is_contiguous()) {
+    r.flat = only;  // a unit of one parameter (an embedding, say) is reduced from its gradient as it is
+  } else {
+    r.flat = Tensor::empty({u.numel});
+    float* flat = r.flat.data<float>();
+    for (size_t k = 0; k < u.params.size(); ++k) {
+      const Tensor g = named_[u.params[k]].second.grad();
+      const int64_t n = named_[u.params[k]].second.numel();
+      if (g.defined()) std::memcpy(flat + u.offset[k], ops::contiguous(g).data<float>(), size_t(n) * 4);
+      else std::memset(flat + u.offset[k], 0, size_t(n) * 4);
+    }
   }
-  std::memset(flat + u.numel, 0, size_t(r.flat.numel() - u.numel) * 4);
+  for (size_t i : u.params) named_[i].second.zero_grad();  // only this rank's chunk of the sum is kept
   if (stage_ == 3) release(unit);  // backward is done with this unit's parameters
-  r.work = group_->reduce_scatter(r.flat, r.out, dist::ReduceOp::sum);
+  r.work = group_->reduce_scatterv(r.flat, r.out, u.counts, dist::ReduceOp::sum);
   inflight_.push_back(std::move(r));
 }
 
@@ -120,7 +129,7 @@ void Zero::finish() {
 
 void Zero::zero_grad() {
   DataParallel::zero_grad();
-  for (Unit& u : units_) std::memset(u.grad.data<float>(), 0, size_t(u.chunk) * 4);
+  for (Unit& u : units_) std::memset(u.grad.data<float>(), 0, size_t(u.grad.numel()) * 4);
 }
 
 void Zero::gather_params() {
@@ -132,7 +141,7 @@ void Zero::gather_params() {
     return;
   }
   std::vector<std::shared_ptr<dist::Work>> works;
-  for (Unit& u : units_) works.push_back(group_->all_gather(u.own, u.full));
+  for (Unit& u : units_) works.push_back(group_->all_gatherv(u.own, u.full, u.counts));
   for (auto& w : works) w->wait();
 }
 
@@ -140,7 +149,7 @@ void Zero::gather(size_t unit) {
   Unit& u = units_[unit];
   if (u.gathering || u.full.storage()->resident()) return;
   u.full.storage()->restore();
-  u.gathering = group_->all_gather(u.own, u.full);
+  u.gathering = group_->all_gatherv(u.own, u.full, u.counts);
 }
 
 void Zero::wait_gathered(size_t unit) {
@@ -158,18 +167,18 @@ void Zero::release(size_t unit) {
 void Zero::before_forward() {
   // Stages 2 and 3 reduce every micro-step; a unit some of whose parameters got no gradient in
   // the previous backward is reduced now, before the next one's gradients arrive (and, in
-  // stage 3, before unit 0 is gathered again).
+  // stage 3, before the embeddings and head are gathered again).
   if (stage_ >= 2)
     for (size_t u = 0; u < units_.size(); ++u)
       if (units_[u].ready > 0) reduce(u);
   if (stage_ != 3) return;
-  gather(0);
-  if (units_.size() > 1) gather(1);
-  wait_gathered(0);
+  for (size_t u = 0; u < roots_; ++u) gather(u);
+  if (roots_ < units_.size()) gather(roots_);  // the first block
+  for (size_t u = 0; u < roots_; ++u) wait_gathered(u);
 }
 
 Tensor Zero::wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block) {
-  const size_t u = layer + 1;
+  const size_t u = roots_ + layer;
   gather(u);
   if (u + 1 < units_.size()) gather(u + 1);
   wait_gathered(u);
@@ -178,11 +187,13 @@ Tensor Zero::wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::
   if (!autograd::grad_enabled() || !y.requires_grad()) return y;
   Tensor out = y.detach();
   autograd::attach(out, "zero3_gather", {y}, [this, u](const Tensor& grad) {
-    // Unit 0 is read by the embeddings, whose backward needs no weights, and by the final norm
-    // and head, whose backward is done once backward reaches the last block.
-    if (u + 1 == units_.size()) release(0);
+    // The parameters outside the blocks are read by the embeddings, whose backward needs no
+    // weights, and by the final norm and head, whose backward is done once backward reaches
+    // the last block.
+    if (u + 1 == units_.size())
+      for (size_t root = 0; root < roots_; ++root) release(root);
     gather(u);
-    if (u > 1) gather(u - 1);  // the block backward reaches next
+    if (u > roots_) gather(u - 1);  // the block backward reaches next
     wait_gathered(u);
     return std::vector<Tensor>{grad};
   });

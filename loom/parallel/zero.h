@@ -1,13 +1,14 @@
-// ZeRO stages 1-3 over the data-parallel group. The parameters are grouped into units (the
-// embeddings, final norm and head; then one unit per block), and each unit's parameters are
-// rebound as views into one flat buffer that is split into equal chunks, one per rank (padded).
+// ZeRO stages 1-3 over the data-parallel group. The parameters are grouped into units (each
+// parameter outside the blocks — embeddings, final norm, head — on its own, then one unit per
+// block), and each unit's parameters are rebound as views into one flat buffer that is split
+// into chunks of ceil(numel / ranks), one per rank (the last ones shorter or empty).
 // A rank keeps AdamW state for its chunk only (stage 1), and from stage 2 also only its chunk of
 // the gradients: each unit's gradients are reduce-scattered as soon as backward has produced
 // them all, then freed. Stage 3 keeps only the rank's chunk of the parameters too: a block's
 // parameters are all-gathered just before its forward (the next block prefetched) and freed
 // after it, gathered again when backward reaches the block (the previous one prefetched), and
-// freed once its gradients are reduced. Unit 0 is gathered before the forward and freed when
-// backward has passed the head.
+// freed once its gradients are reduced. The units outside the blocks are gathered before the
+// forward and freed when backward has passed the head.
 #pragma once
 
 #include <deque>
@@ -33,16 +34,17 @@ class Zero : public DataParallel {
   struct Unit {
     std::vector<size_t> params;   // indices into named_
     std::vector<int64_t> offset;  // of each param in the flat buffer
-    int64_t numel = 0, chunk = 0; // chunk: elements per rank, size() · chunk >= numel
-    Tensor full;   // (size()·chunk) the parameters are views into it; stage 3: resident only while gathered
-    Tensor own;    // (chunk) this rank's chunk: a view into full (stages 1, 2) or a buffer of its own (stage 3)
-    Tensor grad;   // (chunk) the reduced gradient of own, summed over ranks and micro-steps
+    int64_t numel = 0, chunk = 0;  // rank r holds elements [r·chunk, r·chunk + counts[r])
+    std::vector<int64_t> counts;   // per rank
+    Tensor full;   // (numel) the parameters are views into it; stage 3: resident only while gathered
+    Tensor own;    // (counts[rank]) this rank's chunk: a view into full (stages 1, 2) or a buffer of its own (stage 3)
+    Tensor grad;   // (counts[rank]) the reduced gradient of own, summed over ranks and micro-steps
     size_t ready = 0;  // parameters whose gradient has arrived in this backward
     std::shared_ptr<dist::Work> gathering;
   };
   struct Reduction {
     size_t unit;
-    Tensor flat, out;  // (size()·chunk) packed gradients, (chunk) this rank's sum
+    Tensor flat, out;  // (numel) the unit's whole gradient, (counts[rank]) this rank's sum
     std::shared_ptr<dist::Work> work;
   };
   void on_grad_ready(size_t param);
@@ -55,6 +57,7 @@ class Zero : public DataParallel {
 
   nn::TransformerLM& model_;
   int stage_;
+  size_t roots_ = 0;  // units_[0, roots_) hold the parameters outside the blocks, one each
   std::vector<Unit> units_;
   std::vector<size_t> unit_of_;  // per param
   std::deque<Reduction> inflight_;
