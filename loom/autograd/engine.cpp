@@ -72,12 +72,13 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
 LeafCollector::LeafCollector() : prev_(t_collector) { t_collector = this; }
 LeafCollector::~LeafCollector() { t_collector = prev_; }
 
-void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn) {
+void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn, AccumulateFn accumulate) {
+  LOOM_CHECK(!accumulate || inputs.size() == 1, "autograd: {} accumulates into the gradient of one input, not {}", op, inputs.size());
   if (t_collector)
     for (const Tensor& t : inputs)
       if (t.defined() && t.requires_grad() && t.is_leaf() && t_collector->seen_.insert(t.impl()).second) t_collector->leaves.push_back(t);
   if (!needs_grad(inputs)) return;
-  auto node = std::make_shared<FunctionNode>(op, std::move(fn));
+  auto node = std::make_shared<FunctionNode>(op, std::move(fn), std::move(accumulate));
   node->next.reserve(inputs.size());
   for (const Tensor& t : inputs) node->next.push_back(gradient_edge(t));
   out.impl()->grad_fn = std::move(node);
@@ -85,6 +86,12 @@ void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, Back
 }
 
 namespace {
+
+// A gradient the engine may add into in place: a plain buffer nothing else holds.
+bool sole_buffer(const Tensor& t) {
+  return t.defined() && t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous();
+}
+
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, LeafGrads* captured) {
   LOOM_CHECK(root.defined() && root.requires_grad(), "backward: the tensor does not require grad");
   Tensor g = grad;
@@ -125,7 +132,8 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, Lea
       Tensor& slot = (*captured)[acc->leaf().get()];
       slot = slot.defined() ? ops::add(slot, gn) : gn;
     } else if (gn.defined()) {
-      outs = n->apply(std::move(gn));
+      auto slot = n->next.size() == 1 && n->next[0] ? grads.find(n->next[0].get()) : grads.end();
+      if (!(slot != grads.end() && sole_buffer(slot->second) && n->accumulate_into(gn, slot->second))) outs = n->apply(std::move(gn));
     }
     if (!retain_graph) n->release();
     LOOM_CHECK(outs.empty() || outs.size() == n->next.size(), "backward: {} returned {} gradients for {} inputs",
@@ -137,8 +145,7 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, Lea
         Tensor& slot = grads[c];
         // Sum in place when this slot is the only holder of a plain buffer (no copy of a large
         // gradient such as a tied embedding's); otherwise a new tensor.
-        const bool own = slot.defined() && slot.impl_ptr().use_count() == 1 && slot.storage().use_count() == 1 &&
-                         slot.is_contiguous() && slot.shape() == outs[i].shape() && slot.dtype() == outs[i].dtype();
+        const bool own = sole_buffer(slot) && slot.shape() == outs[i].shape() && slot.dtype() == outs[i].dtype();
         if (own) ops::add_(slot, outs[i]);
         else slot = slot.defined() ? ops::add(slot, outs[i]) : outs[i];
       }

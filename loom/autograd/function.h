@@ -49,12 +49,13 @@ class LeafCollector {
   std::vector<Tensor> leaves;  // in first-use order
 
  private:
-  friend void attach(Tensor&, const char*, const std::vector<Tensor>&, BackwardFn);
+  friend void attach(Tensor&, const char*, const std::vector<Tensor>&, BackwardFn, AccumulateFn);
   std::unordered_set<const TensorImpl*> seen_;
   LeafCollector* prev_;
 };
 
 // Makes out a non-leaf whose gradient flows through fn into inputs. No-op unless needs_grad.
-void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn);
+// accumulate (one input only) may add the gradient into one that is already there instead.
+void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn, AccumulateFn accumulate = nullptr);
 
 }  // namespace loom::autograd

@@ -15,6 +15,10 @@ namespace loom::autograd {
 // Gradient of an op's inputs given the gradient of its output; one entry per input
 // (undefined where the input needs no gradient).
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+// For an op with one input whose gradient is sparse (an embedding's): adds it straight into
+// `into`, a gradient for that input that is already there, instead of materialising it; returns
+// false where it cannot (the op's BackwardFn then runs).
+using AccumulateFn = std::function<bool(const Tensor& grad_out, Tensor& into)>;
 
 struct Node {
   Node();
@@ -22,6 +26,8 @@ struct Node {
   // grad_out is handed over: a node may keep its buffer when no one else holds it.
   virtual std::vector<Tensor> apply(Tensor grad_out) = 0;
   virtual void release() {}  // drops saved tensors once backward has run
+  // Adds the gradient of input 0 into `into` (owned by the engine) and returns true, or false.
+  virtual bool accumulate_into(const Tensor&, Tensor&) { return false; }
   virtual const char* name() const = 0;
 
   std::vector<std::shared_ptr<Node>> next;  // per input; null where the input needs no grad
@@ -29,14 +35,20 @@ struct Node {
 };
 
 struct FunctionNode final : Node {
-  FunctionNode(const char* op, BackwardFn fn) : op_(op), fn_(std::move(fn)) {}
+  FunctionNode(const char* op, BackwardFn fn, AccumulateFn accumulate = nullptr)
+      : op_(op), fn_(std::move(fn)), accumulate_(std::move(accumulate)) {}
   std::vector<Tensor> apply(Tensor grad_out) override;
-  void release() override { fn_ = nullptr; }
+  bool accumulate_into(const Tensor& grad_out, Tensor& into) override { return accumulate_ && accumulate_(grad_out, into); }
+  void release() override {
+    fn_ = nullptr;
+    accumulate_ = nullptr;
+  }
   const char* name() const override { return op_; }
 
  private:
   const char* op_;
   BackwardFn fn_;
+  AccumulateFn accumulate_;
 };
 
 struct AccumulateGrad final : Node {

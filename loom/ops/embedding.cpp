@@ -24,14 +24,25 @@ Tensor embedding(const Tensor& ids_in, const Tensor& weight_in) {
     using T = decltype(tag);
     cpu::embedding_forward<T>(pid, w.data<T>(), y.data<T>(), N, C);
   });
-  autograd::attach(y, "embedding", {weight_in}, [ids, V, C, N](const Tensor& g_in) {
-    Tensor g = contiguous(g_in), dw = Tensor::zeros({V, C}, g.dtype());
+  // The gradient only touches the rows of the ids: where the weight already has a gradient
+  // (a tied head's) it is added there, without a dense (V, C) buffer of its own.
+  auto add_into = [ids, V, C, N](const Tensor& g_in, Tensor& dw) {
+    if (dw.shape() != Shape{V, C} || dw.dtype() != g_in.dtype()) return false;
+    Tensor g = contiguous(g_in);
     dispatch_float(g.dtype(), "embedding backward", [&](auto tag) {
       using T = decltype(tag);
       cpu::embedding_backward<T>(ids.data<int64_t>(), g.data<T>(), dw.data<T>(), N, C);
     });
-    return std::vector<Tensor>{dw};
-  });
+    return true;
+  };
+  autograd::attach(
+      y, "embedding", {weight_in},
+      [add_into, V, C](const Tensor& g) {
+        Tensor dw = Tensor::zeros({V, C}, g.dtype());
+        add_into(g, dw);
+        return std::vector<Tensor>{dw};
+      },
+      add_into);
   return y;
 }
 

@@ -10,6 +10,7 @@
 #include "loom/autograd/checkpoint.h"
 #include "loom/autograd/engine.h"
 #include "loom/autograd/function.h"
+#include "loom/core/allocator.h"
 #include "loom/core/rng.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/matmul.h"
@@ -308,6 +309,28 @@ TEST(Checkpoint, ParamHookFiresOnceWhenUsedInsideAndOutside) {
   expect_near_all(w.grad(), {2, -9});
   ASSERT_EQ(at_hook.size(), 1u) << "hook fired " << at_hook.size() << " times in one backward";
   EXPECT_EQ(at_hook[0], w.grad().to_vector()) << "hook saw an incomplete gradient";
+}
+
+// A tied embedding (GPT-2's wte, also the head): backward reaches the head first, and the
+// embedding then adds its rows into that gradient instead of building a dense (V, C) one. The
+// result equals the sum of the two gradients of untied copies, and backward's peak memory stays
+// below two (V, C) buffers.
+TEST(Engine, EmbeddingAddsItsRowsIntoATiedGradient) {
+  const int64_t V = 4096, C = 64;
+  Tensor ids = Tensor::from_ints({3, 7, 3, 4000, 0, 7}, {2, 3});
+  Tensor r = randn({2, 3, V}, {11, 0});
+  auto loss = [&](const Tensor& emb, const Tensor& head) { return ops::sum(ops::linear(ops::tanh(ops::embedding(ids, emb)), head) * r); };
+  Tensor w = randn({V, C}, {12, 0}).set_requires_grad(true);
+  Tensor tied = loss(w, w);
+  auto& alloc = CpuAllocator::instance();
+  alloc.reset_peak();
+  const size_t before = alloc.stats().current_bytes;
+  tied.backward();
+  EXPECT_LT(alloc.stats().peak_bytes - before, size_t(V * C * 4) * 3 / 2);
+  Tensor a = ops::clone(w.detach()).set_requires_grad(true), b = ops::clone(w.detach()).set_requires_grad(true);
+  loss(a, b).backward();
+  const std::vector<double> got = w.grad().to_vector(), ga = a.grad().to_vector(), gb = b.grad().to_vector();
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ga[i] + gb[i], 1e-5 * (1 + std::abs(ga[i] + gb[i]))) << i;
 }
 
 }  // namespace
