@@ -3,7 +3,9 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include "loom/dist/local_group.h"
 #include "loom/dist/mpi_group.h"
@@ -49,6 +51,9 @@ void abort_on_error(const std::function<void()>& fn) {
   } catch (const DistError& e) {
     report(3, e.what());
   } catch (const Error& e) {
+    // Bad input (a config, a missing file) usually fails every rank alike: rank 0 reports it and
+    // ends the job; another rank's error of its own still appears, half a second later.
+    if (world_rank() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
     report(2, e.what());
   } catch (const std::exception& e) {
     report(1, e.what());

@@ -202,6 +202,19 @@ TEST(DataParallelFailure, KillingOneRankEndsTheJob) {
   EXPECT_TRUE(state.empty() || state[0] == 'Z') << "the surviving rank lives on: " << state;
 }
 
+// A config error every rank hits is reported once (by rank 0), with exit code 2.
+TEST(DataParallelFailure, AnErrorOfEveryRankIsReportedOnce) {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  std::string out;
+  EXPECT_EQ(run(std::string(LOOM_MPIEXEC) + " --oversubscribe -np 2 " LOOM_BIN " train --data.train=none.bin --training.steps=0", &out), 2);
+  size_t errors = 0;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) errors += line.rfind("error:", 0) == 0;
+  EXPECT_EQ(errors, 1u) << out;
+  EXPECT_NE(out.find("error: rank 0: config: training.steps must be at least 1, got 0"), std::string::npos) << out;
+}
+
 // SIGUSR1 to mpirun (which forwards it): every rank stops at the same step, the sharded
 // checkpoint of that step is complete, and the job exits 0.
 TEST(DataParallelSignal, SigusrToMpirunSavesAndStops) {
