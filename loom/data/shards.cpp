@@ -94,18 +94,19 @@ DataLoader::DataLoader(const std::string& spec, const std::string& key, int64_t 
     : key_(key), B_(B), T_(T), vocab_(vocab_size), part_(part), parts_(parts), shuffle_(shuffle), seed_(seed) {
   LOOM_CHECK(B >= 1 && T >= 1, "{}: batch size {} and sequence length {} must be positive", key, B, T);
   LOOM_CHECK(parts >= 1 && part >= 0 && part < parts, "{}: part {} of {} is invalid", key, part, parts);
-  const int64_t global_rows = B * parts;
   first_window_.push_back(0);
   for (const std::string& path : expand_paths(spec, key)) {
     shards_.push_back(std::make_unique<TokenShard>(path));
-    // As llm.c: whole batches of B·T+1 tokens per shard, each batch being B windows of T+1.
-    const int64_t batches = std::max<int64_t>(shards_.back()->size() - 1, 0) / (global_rows * T);
-    first_window_.push_back(first_window_.back() + batches * global_rows);
+    first_window_.push_back(first_window_.back() + std::max<int64_t>(shards_.back()->size() - 1, 0) / T);
   }
-  LOOM_CHECK(first_window_.back() > 0, "{}: '{}' holds fewer than B·T+1 = {} tokens in every shard", key, spec, global_rows * T + 1);
+  LOOM_CHECK(first_window_.back() >= B * parts, "{}: '{}' holds {} sequences of T+1 = {} tokens, fewer than one batch of {}", key, spec,
+             first_window_.back(), T + 1, B * parts);
 }
 
-int64_t DataLoader::batches_per_epoch() const { return first_window_.back() / (B_ * parts_); }
+void DataLoader::set_consumed(int64_t n) {
+  LOOM_CHECK(n >= 0, "{}: position {} is negative", key_, n);
+  consumed_ = n;
+}
 
 const std::vector<int64_t>& DataLoader::order(int64_t epoch) {
   if (order_epoch_ != epoch) {
@@ -138,14 +139,14 @@ void DataLoader::read_window(int64_t w, int64_t* in, int64_t* tgt) const {
 }
 
 Batch DataLoader::next() {
-  if (state_.index >= batches_per_epoch()) state_ = {state_.epoch + 1, 0};
   Batch b{Tensor::empty({B_, T_}, DType::i64), Tensor::empty({B_, T_}, DType::i64)};
+  const int64_t per_epoch = sequences_per_epoch();
   for (int64_t i = 0; i < B_; ++i) {
-    const int64_t slot = (state_.index * parts_ + part_) * B_ + i;
-    const int64_t w = shuffle_ ? order(state_.epoch)[size_t(slot)] : slot;
+    const int64_t seq = consumed_ + part_ * B_ + i, epoch = seq / per_epoch, slot = seq % per_epoch;
+    const int64_t w = shuffle_ ? order(epoch)[size_t(slot)] : slot;
     read_window(w, b.inputs.data<int64_t>() + i * T_, b.targets.data<int64_t>() + i * T_);
   }
-  ++state_.index;
+  consumed_ += B_ * parts_;
   return b;
 }
 

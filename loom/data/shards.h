@@ -41,26 +41,23 @@ struct Batch {
   Tensor inputs, targets;  // (B, T) i64 each
 };
 
-// Position in the stream; saved in checkpoints so a resumed run sees the same batches.
-struct LoaderState {
-  int64_t epoch = 0, index = 0;
-};
-
-// Without shuffle, batch k of an epoch reads tokens [k·B·T, k·B·T + B·T + 1) of the current
-// shard, moving to the next shard when that does not fit (llm.c's order). With shuffle, each
-// batch is B windows of T+1 tokens at multiples of T, in a seeded order that is a permutation
-// of all windows of all shards, re-drawn every epoch. With data parallelism the global batch
-// is B·parts rows and part p receives rows [p·B, (p+1)·B): the global batch and its order do
-// not depend on how many parts it is split into.
+// The data is a stream of sequences: windows of T+1 tokens at multiples of T in each shard
+// (a shard's tail shorter than a window is skipped), shard after shard, epoch after epoch.
+// Without shuffle an epoch reads them in file order (llm.c's: batch k of B rows reads tokens
+// [k·B·T, k·B·T + B·T + 1)); with shuffle in a seeded permutation of all windows of all shards,
+// re-drawn every epoch. The position is the number of sequences consumed so far (Megatron's
+// consumed_samples): each next() takes the following B·parts sequences, and part p receives
+// rows [p·B, (p+1)·B) of them. The sequences a run sees therefore depend only on how many came
+// before, never on how a global batch is split into ranks, micro-batches and rows.
 class DataLoader {
  public:
   DataLoader(const std::string& spec, const std::string& key, int64_t B, int64_t T, bool shuffle, uint64_t seed, int64_t vocab_size,
              int64_t part = 0, int64_t parts = 1);
   Batch next();
-  LoaderState state() const { return state_; }
-  void set_state(LoaderState s) { state_ = s; }
-  void reset() { state_ = {}; }
-  int64_t batches_per_epoch() const;
+  int64_t consumed() const { return consumed_; }  // sequences taken by every part together
+  void set_consumed(int64_t n);
+  void reset() { consumed_ = 0; }
+  int64_t sequences_per_epoch() const { return first_window_.back(); }
 
  private:
   void read_window(int64_t w, int64_t* in, int64_t* tgt) const;  // global window w: T inputs, T targets
@@ -73,7 +70,7 @@ class DataLoader {
   int64_t B_, T_, vocab_, part_, parts_;
   bool shuffle_;
   uint64_t seed_;
-  LoaderState state_;
+  int64_t consumed_ = 0;
 };
 
 }  // namespace loom::data

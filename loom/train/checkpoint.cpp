@@ -70,11 +70,9 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
     for (int r = 0; r < group.size(); ++r) owned.push_back(dp.checkpoint_slices(r));
     io::write_shard_index(tmp, dp.checkpoint_shapes(), owned, {{"dp", group.size()}, {"zero", dp.zero_stage()}});
     write_text(tmp / "config.json", models::hf_config_json(model.config()).dump(2));
-    nlohmann::json js = {{"step", state.step},
-                         {"optimizer_steps", dp.optimizer_steps()},
-                         {"loader", {{"epoch", state.loader.epoch}, {"index", state.loader.index}}},
-                         {"config", state.config_toml}};
-    write_text(tmp / "train_state.json", js.dump(2));
+    TrainState s = state;
+    s.optimizer_steps = dp.optimizer_steps();
+    write_text(tmp / "train_state.json", train_state_json(s));
     write_text(tmp / "COMPLETE", "");
     on_disk(root, [&] {
       // A same-step checkpoint of an earlier run is set aside, not deleted, until the new one is in place.
@@ -118,18 +116,40 @@ TrainState load_checkpoint(const std::string& dir, const nn::TransformerLM& mode
   const nlohmann::json want = models::hf_config_json(model.config());
   LOOM_CHECK(models::hf_config_json(models::config_from_hf_json(have)) == want, "checkpoint {} holds a different model: {} (this run: {})",
              dir, have.dump(), want.dump());
-  dp.load(io::ShardedCheckpoint(dir));
   const fs::path state_file = fs::path(dir) / "train_state.json";
+  TrainState s = parse_train_state(io::read_text_file(state_file), state_file.string());
+  dp.load(io::ShardedCheckpoint(dir));
+  dp.set_optimizer_steps(s.optimizer_steps);
+  return s;
+}
+
+std::string train_state_json(const TrainState& s) {
+  return nlohmann::json{{"step", s.step},
+                        {"optimizer_steps", s.optimizer_steps},
+                        {"consumed_samples", s.consumed_samples},
+                        {"global_batch", s.global_batch},
+                        {"config", s.config_toml}}
+      .dump(2);
+}
+
+TrainState parse_train_state(const std::string& text, const std::string& origin) {
+  const nlohmann::json js = io::parse_json(text, origin);
+  LOOM_CHECK(js.is_object(), "checkpoint: {} is not a JSON object", origin);
+  LOOM_CHECK(!js.contains("loader") || js.contains("consumed_samples"),
+             "checkpoint: {} was written by an older Loom (its data position counts micro-batches, not sequences); it cannot be "
+             "resumed, but its weights load with model.init = \"hf:DIR\"", origin);
+  auto count = [&](const char* key) {
+    LOOM_CHECK(js.contains(key) && js[key].is_number_integer() && js[key].get<int64_t>() >= 0,
+               "checkpoint: {}: field '{}' must be a non-negative integer, got {}", origin, key, js.contains(key) ? js[key].dump() : "nothing");
+    return js[key].get<int64_t>();
+  };
   TrainState s;
-  try {
-    nlohmann::json js = io::parse_json(io::read_text_file(state_file), state_file.string());
-    s.step = js.at("step").get<int64_t>();
-    s.loader = {js.at("loader").at("epoch").get<int64_t>(), js.at("loader").at("index").get<int64_t>()};
-    s.config_toml = js.at("config").get<std::string>();
-    dp.set_optimizer_steps(js.at("optimizer_steps").get<int64_t>());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("checkpoint: {}/train_state.json is corrupt: {}", dir, e.what()));
-  }
+  s.step = count("step");
+  s.optimizer_steps = count("optimizer_steps");
+  s.consumed_samples = count("consumed_samples");
+  s.global_batch = count("global_batch");
+  LOOM_CHECK(js.contains("config") && js["config"].is_string(), "checkpoint: {}: field 'config' must be a string", origin);
+  s.config_toml = js["config"].get<std::string>();
   return s;
 }
 

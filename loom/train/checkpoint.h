@@ -17,10 +17,17 @@
 namespace loom::train {
 
 struct TrainState {
-  int64_t step = 0;           // optimizer updates done
-  data::LoaderState loader;   // position of the training loader (global: it does not depend on dp)
-  std::string config_toml;    // the run's config, for the record
+  int64_t step = 0;              // updates done
+  int64_t optimizer_steps = 0;   // AdamW's step count (bias correction)
+  int64_t consumed_samples = 0;  // sequences the training loader has handed out, over all ranks
+  int64_t global_batch = 0;      // sequences per update in the run that wrote it
+  std::string config_toml;       // the run's config, for the record
 };
+
+// train_state.json: {"step", "optimizer_steps", "consumed_samples", "global_batch", "config"}.
+// Bad text is a loom::Error naming origin and the field.
+std::string train_state_json(const TrainState& s);
+TrainState parse_train_state(const std::string& text, const std::string& origin);
 
 // Collective over dp's group: writes root/step_<step>, then rank 0 deletes all but the newest
 // `keep` complete checkpoints. Returns the directory.

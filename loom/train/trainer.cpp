@@ -84,8 +84,13 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
     if (auto dir = latest_checkpoint(cfg_.checkpoint_dir, *world_)) {
       TrainState s = load_checkpoint(*dir, *model_, *dp_);
       start_step_ = s.step;
-      train_->set_state(s.loader);
-      if (main_rank_) fmt::print("resumed from {} (step {})\n", *dir, s.step);
+      train_->set_consumed(s.consumed_samples);
+      if (main_rank_) {
+        fmt::print("resumed from {} (step {}, {} sequences consumed)\n", *dir, s.step, s.consumed_samples);
+        if (s.global_batch != global_batch())
+          fmt::print("the global batch changed from {} to {} sequences per step; the data continues from sequence {}\n", s.global_batch,
+                     global_batch(), s.consumed_samples);
+      }
     } else if (main_rank_) {
       fmt::print("no checkpoint in {}; starting from scratch\n", cfg_.checkpoint_dir);
     }
@@ -123,7 +128,7 @@ int Trainer::run() {
   }
   const auto& mc = model_->config();
   const double fpt = flops_per_token(*model_, cfg_.seq_len);
-  const int64_t tokens_per_step = cfg_.batch_size * cfg_.seq_len * cfg_.grad_accum * mesh_->dims().dp;
+  const int64_t tokens_per_step = global_batch() * cfg_.seq_len;
   optim::Schedule sched{cfg_.schedule, cfg_.lr, cfg_.min_lr_ratio, cfg_.warmup_steps, cfg_.steps};
   if (main_rank_)
     fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step over {} data-parallel ranks, {} steps\n",
@@ -132,7 +137,7 @@ int Trainer::run() {
   int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
     if (cfg_.checkpoint_dir.empty() || step == saved) return;
-    save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, {step, train_->state(), to_toml(cfg_)}, cfg_.checkpoint_keep);
+    save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)}, cfg_.checkpoint_keep);
     saved = step;
   };
   const auto t0 = std::chrono::steady_clock::now();

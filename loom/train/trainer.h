@@ -31,6 +31,7 @@ class Trainer {
  private:
   double evaluate();
   double sum_over_ranks(double v);
+  int64_t global_batch() const { return cfg_.batch_size * cfg_.grad_accum * mesh_->dims().dp; }  // sequences per update
   TrainConfig cfg_;
   std::shared_ptr<dist::Group> world_;
   std::unique_ptr<dist::Mesh> mesh_;

@@ -66,6 +66,14 @@ TEST_F(TrainCli, ResumeIsBitIdenticalToAnUninterruptedRun) {
     EXPECT_EQ(b[i]["loss"].get<double>(), a[i]["loss"].get<double>()) << "step " << i + 1;  // bit-identical
     EXPECT_EQ(b[i]["grad_norm"].get<double>(), a[i]["grad_norm"].get<double>()) << "step " << i + 1;
   }
+  EXPECT_EQ(second.out.find("global batch changed"), std::string::npos) << second.out;
+  // Another global batch continues from the same sequence (2 sequences × 2 micro-steps × 10 steps)
+  // and says so once.
+  RunResult third = run_loom(tiny_run(d, 25, common + ck + "--resume --training.grad_accum=3"));
+  ASSERT_EQ(third.code, 0) << third.out;
+  EXPECT_NE(third.out.find("resumed from " + (d / "ck/step_00000020") + " (step 20, 80 sequences consumed)\n"
+                           "the global batch changed from 4 to 6 sequences per step; the data continues from sequence 80\n"),
+            std::string::npos) << third.out;
 }
 
 TEST_F(TrainCli, SigtermSavesACheckpointAndExitsCleanly) {

@@ -52,10 +52,10 @@ TEST(Shards, FileLayoutIsLlmc) {
 TEST(Loader, UnshuffledOrderIsLlmc) {
   TempDir d;
   const int64_t B = 2, T = 4;
-  data::write_shard(d.file("s0.bin"), iota_tokens(20), false);  // floor(19/8) = 2 batches
-  data::write_shard(d.file("s1.bin"), iota_tokens(9, 100), false);  // 1 batch
+  data::write_shard(d.file("s0.bin"), iota_tokens(20), false);  // floor(19/4) = 4 windows
+  data::write_shard(d.file("s1.bin"), iota_tokens(9, 100), false);  // 2 windows
   data::DataLoader dl(d.path.string(), "data.train", B, T, false, 0, 1000);
-  EXPECT_EQ(dl.batches_per_epoch(), 3);
+  EXPECT_EQ(dl.sequences_per_epoch(), 6);
   for (int64_t k = 0; k < 2; ++k) {
     data::Batch b = dl.next();
     std::vector<int64_t> in = b.inputs.to_ints(), tg = b.targets.to_ints();
@@ -66,7 +66,7 @@ TEST(Loader, UnshuffledOrderIsLlmc) {
   }
   EXPECT_EQ(dl.next().inputs.to_ints()[0], 100);  // next shard
   EXPECT_EQ(dl.next().inputs.to_ints()[0], 0);    // wraps into epoch 1
-  EXPECT_EQ(dl.state().epoch, 1);
+  EXPECT_EQ(dl.consumed(), 8);
 }
 
 TEST(Loader, ShuffleIsASeededPermutationAndResumable) {
@@ -75,7 +75,7 @@ TEST(Loader, ShuffleIsASeededPermutationAndResumable) {
   auto epoch_windows = [&](uint64_t seed) {
     data::DataLoader dl(d.file("s.bin"), "data.train", 2, 10, true, seed, 2000);
     std::vector<int64_t> starts;
-    for (int64_t k = 0; k < dl.batches_per_epoch(); ++k) {
+    for (int64_t k = 0; k < dl.sequences_per_epoch() / 2; ++k) {
       std::vector<int64_t> in = dl.next().inputs.to_ints();
       starts.push_back(in[0]);
       starts.push_back(in[10]);
@@ -88,11 +88,41 @@ TEST(Loader, ShuffleIsASeededPermutationAndResumable) {
   EXPECT_EQ(std::set<int64_t>(a.begin(), a.end()).size(), 100u);  // every window exactly once
   data::DataLoader dl(d.file("s.bin"), "data.train", 2, 10, true, 1, 2000);
   dl.next();
-  data::LoaderState st = dl.state();
+  const int64_t at = dl.consumed();
   std::vector<int64_t> want = dl.next().inputs.to_ints();
   data::DataLoader again(d.file("s.bin"), "data.train", 2, 10, true, 1, 2000);
-  again.set_state(st);
+  again.set_consumed(at);
   EXPECT_EQ(again.next().inputs.to_ints(), want);
+}
+
+// The position counts sequences: the rows of a global batch are the same however it is cut into
+// parts and micro-batches, across epoch boundaries too (13 windows: batches straddle epochs).
+TEST(Loader, PositionDoesNotDependOnTheSplit) {
+  TempDir d;
+  data::write_shard(d.file("s.bin"), iota_tokens(131), false);
+  for (bool shuffle : {false, true}) {
+    auto rows = [&](int64_t B, int64_t parts, int64_t micro, int64_t from) {  // `micro` next() calls of every part
+      std::vector<int64_t> out;
+      std::vector<std::unique_ptr<data::DataLoader>> dl;
+      for (int64_t p = 0; p < parts; ++p) {
+        dl.push_back(std::make_unique<data::DataLoader>(d.file("s.bin"), "data.train", B, 10, shuffle, 5, 200, p, parts));
+        dl.back()->set_consumed(from);
+      }
+      for (int64_t m = 0; m < micro; ++m)
+        for (auto& l : dl) {
+          std::vector<int64_t> in = l->next().inputs.to_ints();
+          for (int64_t i = 0; i < B; ++i) out.push_back(in[size_t(i * 10)]);
+        }
+      EXPECT_EQ(dl[0]->consumed(), from + B * parts * micro);
+      return out;
+    };
+    for (int64_t from : {0, 8, 24}) {
+      const std::vector<int64_t> want = rows(8, 1, 1, from);
+      EXPECT_EQ(rows(4, 2, 1, from), want) << "shuffle " << shuffle << " from " << from;
+      EXPECT_EQ(rows(4, 1, 2, from), want) << "shuffle " << shuffle << " from " << from;
+      EXPECT_EQ(rows(1, 4, 2, from), want) << "shuffle " << shuffle << " from " << from;
+    }
+  }
 }
 
 TEST(Loader, RejectsBadShards) {
@@ -121,7 +151,7 @@ TEST(Loader, RejectsBadShards) {
   expect_error([&] { data::TokenShard s(d.file("missing.bin")); }, "missing.bin");
   expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 2, 10, false, 0, 15); dl.next(); }, "token id 15");
   expect_error([&] { data::DataLoader dl(d.file("nothing*.bin"), "data.val", 2, 10, false, 0, 50); }, "data.val: no shard files");
-  expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 8, 64, false, 0, 500); }, "fewer than");
+  expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 8, 64, false, 0, 500); }, "fewer than one batch");
 }
 
 TEST(Loader, PartsSplitTheSameGlobalBatch) {
@@ -130,7 +160,6 @@ TEST(Loader, PartsSplitTheSameGlobalBatch) {
   for (bool shuffle : {false, true}) {
     data::DataLoader whole(d.file("s.bin"), "data.train", 4, 10, shuffle, 9, 4000);
     data::DataLoader p0(d.file("s.bin"), "data.train", 2, 10, shuffle, 9, 4000, 0, 2), p1(d.file("s.bin"), "data.train", 2, 10, shuffle, 9, 4000, 1, 2);
-    EXPECT_EQ(whole.batches_per_epoch(), p0.batches_per_epoch());
     for (int k = 0; k < 5; ++k) {
       std::vector<int64_t> w = whole.next().inputs.to_ints(), a = p0.next().inputs.to_ints(), b = p1.next().inputs.to_ints();
       a.insert(a.end(), b.begin(), b.end());

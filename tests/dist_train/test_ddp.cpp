@@ -56,19 +56,29 @@ std::vector<double> losses(const std::string& metrics) {
   return out;
 }
 
-// Runs `loom train` on np ranks (np 0: one process without mpirun) with `global` sequences per
-// micro-step in all, logging to d/name.jsonl and checkpointing into d/name.
-void train(const Scratch& d, int np, int zero, int global, int accum, const std::string& name, const std::string& extra = "") {
+// How one run splits its global batch: np ranks (0: one process without mpirun), ZeRO stage,
+// sequences per micro-batch and rank, micro-batches per step.
+struct Layout {
+  int np, zero, batch, accum;
+};
+
+// Runs `loom train` under a layout, logging to d/name.jsonl and checkpointing into d/name.
+void train(const Scratch& d, Layout l, const std::string& name, const std::string& extra = "") {
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const std::string prefix = np == 0 ? "" : std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(np) + " ";
+  const std::string prefix = l.np == 0 ? "" : std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(l.np) + " ";
   const std::string cmd = prefix + LOOM_BIN " train --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
                           " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
-                          " --training.batch_size=" + std::to_string(global / std::max(np, 1)) + " --training.grad_accum=" +
-                          std::to_string(accum) + " --parallel.zero=" + std::to_string(zero) + " --logging.metrics=" +
-                          (d / (name + ".jsonl")) + " --checkpoint.dir=" + (d / name) + " " + extra;
+                          " --training.batch_size=" + std::to_string(l.batch) + " --training.grad_accum=" + std::to_string(l.accum) +
+                          " --parallel.zero=" + std::to_string(l.zero) + " --logging.metrics=" + (d / (name + ".jsonl")) +
+                          " --checkpoint.dir=" + (d / name) + " " + extra;
   std::string out;
   ASSERT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;
+}
+
+// np ranks with `global` sequences per micro-step in all.
+void train(const Scratch& d, int np, int zero, int global, int accum, const std::string& name, const std::string& extra = "") {
+  train(d, Layout{np, zero, global / std::max(np, 1), accum}, name, extra);
 }
 
 void expect_same_losses(const std::vector<double>& got, const std::vector<double>& want, const std::string& what) {
@@ -117,6 +127,29 @@ TEST(DataParallelCheckpoint, ResumesUnderAnotherLayout) {
     fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
     train(d, np, zero, 8, 1, name, "--resume");
     expect_same_losses(losses(d / (name + ".jsonl")), tail, name);
+  }
+}
+
+// The data position counts sequences, not micro-batches: a checkpoint of (dp 2, batch 4, accum 1)
+// resumes under (dp 1, batch 4, accum 2), (dp 4, batch 1, accum 2) and (dp 1, batch 8, accum 1)
+// — the same global batch of 8 — with the losses of the run that never stopped, shuffled or not.
+TEST(DataParallelCheckpoint, ResumesUnderAnotherSplitOfTheGlobalBatch) {
+  for (const char* shuffle : {"true", "false"}) {
+    Scratch d;
+    const std::string sh = std::string(" --data.shuffle=") + shuffle;
+    train(d, Layout{2, 0, 4, 1}, "full", "--checkpoint.every=5 --checkpoint.keep=10" + sh);
+    const std::vector<double> full = losses(d / "full.jsonl");
+    ASSERT_EQ(full.size(), 20u);
+    const std::pair<Layout, int> resumes[] = {{{0, 0, 4, 2}, 5}, {{4, 2, 1, 2}, 10}, {{0, 0, 8, 1}, 15}};
+    for (const auto& [l, from] : resumes) {
+      const std::string name = fmt::format("resume{}_dp{}_b{}_accum{}", from, std::max(l.np, 1), l.batch, l.accum);
+      const std::string step = fmt::format("step_{:08d}", from);
+      fs::create_directories(d / name);
+      fs::copy(d / ("full/" + step), d / (name + "/" + step));
+      train(d, l, name, "--resume" + sh);
+      expect_same_losses(losses(d / (name + ".jsonl")), std::vector<double>(full.begin() + from, full.end()),
+                         name + " shuffle " + shuffle);
+    }
   }
 }
 
