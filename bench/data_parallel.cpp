@@ -46,8 +46,7 @@ Step train_step(nn::TransformerLM& model, parallel::DataParallel& dp, int64_t B,
   const auto t0 = Clock::now();
   dp.before_forward();
   Tensor loss = model.loss(model.forward(ops::narrow(ids, 1, 0, T)), ops::narrow(ids, 1, 1, T));
-  dp.set_sync(sync);
-  loss.backward();
+  dp.backward(loss, sync);
   const auto t1 = Clock::now();
   if (sync) dp.finish();
   Step s;

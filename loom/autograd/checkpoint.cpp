@@ -46,8 +46,8 @@ Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs) {
     for (const Tensor& p : params) grads.push_back(grad_of(p));
     return grads;
   });
-  for (const Tensor& t : inputs) node->next.push_back(gradient_edge(t));
-  for (const Tensor& p : params) node->next.push_back(gradient_edge(p));
+  for (const Tensor& t : inputs) node->add_input(t);
+  for (const Tensor& p : params) node->add_input(p);
   out.impl()->grad_fn = std::move(node);
   out.impl()->requires_grad = true;
   return out;

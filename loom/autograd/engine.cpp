@@ -32,7 +32,13 @@ std::vector<Tensor> FunctionNode::apply(Tensor grad_out) {
   return fn_(grad_out);
 }
 
+void Node::add_input(const Tensor& t) {
+  next.push_back(gradient_edge(t));
+  input_meta.push_back(t.defined() ? InputMeta{t.shape(), t.dtype()} : InputMeta{{}, DType::f32});
+}
+
 std::vector<Tensor> AccumulateGrad::apply(Tensor g) {
+  if (!g.defined()) return fire_hooks(), std::vector<Tensor>{};
   LOOM_CHECK(g.shape() == leaf_->shape, "backward: gradient of shape {} for a leaf of shape {}", g.shape(), leaf_->shape);
   Tensor grad = g.dtype() == leaf_->dtype ? std::move(g) : ops::cast(g, leaf_->dtype);
   if (!leaf_->grad) {
@@ -45,9 +51,14 @@ std::vector<Tensor> AccumulateGrad::apply(Tensor g) {
     Tensor acc(leaf_->grad);
     ops::add_(acc, grad);
   }
-  Tensor leaf(leaf_);
-  for (auto& hook : leaf_->post_accumulate_hooks) hook(leaf);
+  fire_hooks();
   return {};
+}
+
+void AccumulateGrad::fire_hooks() {
+  Tensor leaf(leaf_);
+  const auto hooks = leaf_->post_accumulate_hooks;  // a hook may remove itself
+  for (const auto& [id, hook] : hooks) hook(leaf);
 }
 
 bool needs_grad(const std::vector<Tensor>& inputs) {
@@ -79,8 +90,7 @@ void attach(Tensor& out, const char* op, const std::vector<Tensor>& inputs, Back
       if (t.defined() && t.requires_grad() && t.is_leaf() && t_collector->seen_.insert(t.impl()).second) t_collector->leaves.push_back(t);
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<FunctionNode>(op, std::move(fn), std::move(accumulate));
-  node->next.reserve(inputs.size());
-  for (const Tensor& t : inputs) node->next.push_back(gradient_edge(t));
+  for (const Tensor& t : inputs) node->add_input(t);
   out.impl()->grad_fn = std::move(node);
   out.impl()->requires_grad = true;
 }
@@ -131,9 +141,10 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, Lea
     if (acc && gn.defined()) {
       Tensor& slot = (*captured)[acc->leaf().get()];
       slot = slot.defined() ? ops::add(slot, gn) : gn;
-    } else if (gn.defined()) {
+    } else if (gn.defined() || (!captured && dynamic_cast<AccumulateGrad*>(n))) {
       auto slot = n->next.size() == 1 && n->next[0] ? grads.find(n->next[0].get()) : grads.end();
-      if (!(slot != grads.end() && sole_buffer(slot->second) && n->accumulate_into(gn, slot->second))) outs = n->apply(std::move(gn));
+      if (!(gn.defined() && slot != grads.end() && sole_buffer(slot->second) && n->accumulate_into(gn, slot->second)))
+        outs = n->apply(std::move(gn));
     }
     if (!retain_graph) n->release();
     LOOM_CHECK(outs.empty() || outs.size() == n->next.size(), "backward: {} returned {} gradients for {} inputs",
@@ -142,6 +153,10 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, Lea
       Node* c = n->next[i].get();
       if (!c) continue;
       if (i < outs.size() && outs[i].defined()) {
+        const Node::InputMeta& m = n->input_meta[i];
+        LOOM_CHECK(outs[i].shape() == m.shape && outs[i].dtype() == m.dtype,
+                   "backward: {} returned a gradient of shape {} ({}) for its input {} of shape {} ({})", n->name(), outs[i].shape(),
+                   dtype_name(outs[i].dtype()), i, m.shape, dtype_name(m.dtype));
         Tensor& slot = grads[c];
         // Sum in place when this slot is the only holder of a plain buffer (no copy of a large
         // gradient such as a tied embedding's); otherwise a new tensor.
@@ -155,6 +170,22 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph, Lea
 }
 
 }  // namespace
+
+std::unordered_set<const TensorImpl*> reachable_leaves(const Tensor& root) {
+  std::unordered_set<const TensorImpl*> leaves;
+  std::shared_ptr<Node> start = gradient_edge(root);
+  if (!start) return leaves;
+  std::unordered_set<Node*> seen{start.get()};
+  std::vector<Node*> stack{start.get()};
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    if (auto* acc = dynamic_cast<AccumulateGrad*>(n)) leaves.insert(acc->leaf().get());
+    for (auto& c : n->next)
+      if (c && seen.insert(c.get()).second) stack.push_back(c.get());
+  }
+  return leaves;
+}
 
 void backward(const Tensor& root, const Tensor& grad, bool retain_graph) { run_backward(root, grad, retain_graph, nullptr); }
 void backward_captured(const Tensor& root, const Tensor& grad, LeafGrads& captured) { run_backward(root, grad, false, &captured); }

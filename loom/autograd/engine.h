@@ -2,6 +2,7 @@
 #pragma once
 
 #include <unordered_map>
+#include <unordered_set>
 
 #include "loom/core/tensor.h"
 
@@ -10,6 +11,9 @@ namespace loom::autograd {
 // Accumulates d(root)/d(leaf) into every reachable leaf's .grad. grad defaults to 1 for a
 // one-element root. Without retain_graph the saved tensors are freed as nodes finish.
 void backward(const Tensor& root, const Tensor& grad = Tensor(), bool retain_graph = false);
+
+// The leaves that require grad and that a backward from root would reach.
+std::unordered_set<const TensorImpl*> reachable_leaves(const Tensor& root);
 
 // Gradients of leaves, keyed by their TensorImpl, for a backward that must not touch .grad.
 using LeafGrads = std::unordered_map<const TensorImpl*, Tensor>;

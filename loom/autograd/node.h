@@ -30,7 +30,16 @@ struct Node {
   virtual bool accumulate_into(const Tensor&, Tensor&) { return false; }
   virtual const char* name() const = 0;
 
+  // Adds an input: the edge its gradient flows into (null where it needs none) and the shape and
+  // dtype that gradient must have, which the engine checks.
+  void add_input(const Tensor& t);
+
+  struct InputMeta {
+    Shape shape;
+    DType dtype;
+  };
   std::vector<std::shared_ptr<Node>> next;  // per input; null where the input needs no grad
+  std::vector<InputMeta> input_meta;        // per input
   uint64_t seq;                             // creation order; later nodes run first
 };
 
@@ -51,6 +60,9 @@ struct FunctionNode final : Node {
   AccumulateFn accumulate_;
 };
 
+// Adds into the leaf's grad, then fires its post-accumulate hooks. It runs once per backward pass
+// that reaches the leaf, also when no gradient arrived (every path returned none): the hooks
+// learn that the leaf's gradient for this pass is final either way.
 struct AccumulateGrad final : Node {
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
   std::vector<Tensor> apply(Tensor grad_out) override;
@@ -58,6 +70,7 @@ struct AccumulateGrad final : Node {
   const std::shared_ptr<TensorImpl>& leaf() const { return leaf_; }
 
  private:
+  void fire_hooks();
   std::shared_ptr<TensorImpl> leaf_;
 };
 

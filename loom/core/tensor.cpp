@@ -100,11 +100,12 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
+void Tensor::throw_undefined() { throw Error("tensor: use of an undefined tensor"); }
+
 void* Tensor::raw_data() const {
-  LOOM_CHECK(defined(), "tensor: access to an undefined tensor");
-  auto* base = static_cast<char*>(impl_->storage->data());
-  LOOM_CHECK(base || impl_->storage->nbytes() == 0, "tensor: its memory was released (a ZeRO-3 parameter used outside its block?)");
-  return base ? base + impl_->offset * int64_t(dtype_size(dtype())) : nullptr;
+  auto* base = static_cast<char*>(self().storage->data());
+  LOOM_CHECK(base || self().storage->nbytes() == 0, "tensor: its memory was released (a ZeRO-3 parameter used outside its block?)");
+  return base ? base + self().offset * int64_t(dtype_size(dtype())) : nullptr;
 }
 
 std::vector<double> Tensor::to_vector() const {
@@ -138,18 +139,26 @@ double Tensor::item() const {
 Tensor& Tensor::set_requires_grad(bool r) {
   LOOM_CHECK(is_leaf(), "tensor: set_requires_grad on a non-leaf tensor");
   LOOM_CHECK(!r || is_floating(dtype()), "tensor: only floating tensors can require grad (got {})", dtype_name(dtype()));
-  impl_->requires_grad = r;
+  self().requires_grad = r;
   return *this;
 }
 
 Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = impl_->storage;
-  impl->shape = impl_->shape;
-  impl->strides = impl_->strides;
-  impl->offset = impl_->offset;
-  impl->dtype = impl_->dtype;
+  impl->storage = self().storage;
+  impl->shape = self().shape;
+  impl->strides = self().strides;
+  impl->offset = self().offset;
+  impl->dtype = self().dtype;
   return Tensor(std::move(impl));
+}
+
+HookHandle Tensor::register_post_accumulate_hook(GradHook hook) {
+  const uint64_t id = self().next_hook_id++;
+  self().post_accumulate_hooks.emplace_back(id, std::move(hook));
+  return HookHandle([weak = std::weak_ptr<TensorImpl>(impl_), id] {
+    if (auto impl = weak.lock()) std::erase_if(impl->post_accumulate_hooks, [id](const auto& h) { return h.first == id; });
+  });
 }
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const { autograd::backward(*this, grad, retain_graph); }

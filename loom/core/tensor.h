@@ -10,6 +10,7 @@
 
 #include "loom/core/device.h"
 #include "loom/core/dtype.h"
+#include "loom/core/hook.h"
 #include "loom/core/shape.h"
 #include "loom/core/storage.h"
 
@@ -34,7 +35,8 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;                 // accumulated gradient of a leaf
   std::shared_ptr<autograd::Node> grad_fn;          // the op that produced this tensor
   std::weak_ptr<autograd::Node> grad_accumulator;   // leaf's AccumulateGrad node, made on demand
-  std::vector<GradHook> post_accumulate_hooks;      // fired after each accumulation into grad
+  std::vector<std::pair<uint64_t, GradHook>> post_accumulate_hooks;  // (id, hook), fired after each accumulation into grad
+  uint64_t next_hook_id = 0;
 };
 
 class Tensor {
@@ -58,17 +60,17 @@ class Tensor {
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 
-  const Shape& shape() const { return impl_->shape; }
-  const Strides& strides() const { return impl_->strides; }
-  int64_t offset() const { return impl_->offset; }
-  int64_t ndim() const { return int64_t(impl_->shape.size()); }
+  const Shape& shape() const { return self().shape; }
+  const Strides& strides() const { return self().strides; }
+  int64_t offset() const { return self().offset; }
+  int64_t ndim() const { return int64_t(self().shape.size()); }
   int64_t size(int64_t dim) const;  // negative dims count from the end
-  int64_t numel() const { return numel_of(impl_->shape); }
-  DType dtype() const { return impl_->dtype; }
-  Device device() const { return impl_->storage ? impl_->storage->device() : Device::cpu(); }
+  int64_t numel() const { return numel_of(self().shape); }
+  DType dtype() const { return self().dtype; }
+  Device device() const { return self().storage ? self().storage->device() : Device::cpu(); }
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype()); }
   bool is_contiguous() const;
-  const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
+  const std::shared_ptr<Storage>& storage() const { return self().storage; }
 
   // Raw element pointer at this tensor's offset; checks that T matches the dtype.
   template <typename T> T* data() const {
@@ -82,20 +84,27 @@ class Tensor {
   double item() const;  // single-element tensors only
 
   // Autograd.
-  bool requires_grad() const { return impl_->requires_grad; }
+  bool requires_grad() const { return self().requires_grad; }
   Tensor& set_requires_grad(bool r);  // leaves only
-  bool is_leaf() const { return impl_->grad_fn == nullptr; }
-  const std::shared_ptr<autograd::Node>& grad_fn() const { return impl_->grad_fn; }
-  Tensor grad() const { return Tensor(impl_->grad); }
-  void set_grad(const Tensor& g) { impl_->grad = g.impl_; }
-  void zero_grad() { impl_->grad.reset(); }
+  bool is_leaf() const { return self().grad_fn == nullptr; }
+  const std::shared_ptr<autograd::Node>& grad_fn() const { return self().grad_fn; }
+  Tensor grad() const { return Tensor(self().grad); }
+  void set_grad(const Tensor& g) { self().grad = g.impl_; }
+  void zero_grad() { self().grad.reset(); }
   // Runs the backward engine from this tensor; a scalar gets an implicit gradient of 1.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
   // Same data, no autograd history, requires_grad false.
   Tensor detach() const;
-  void register_post_accumulate_hook(GradHook hook) { impl_->post_accumulate_hooks.push_back(std::move(hook)); }
+  // hook(leaf) runs after each accumulation into this leaf's grad, for as long as the handle lives.
+  HookHandle register_post_accumulate_hook(GradHook hook);
 
  private:
+  // Every accessor goes through self(): using an undefined tensor is an error, not a null dereference.
+  TensorImpl& self() const {
+    if (!impl_) [[unlikely]] throw_undefined();
+    return *impl_;
+  }
+  [[noreturn]] static void throw_undefined();
   std::shared_ptr<TensorImpl> impl_;
 };
 

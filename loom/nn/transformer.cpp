@@ -118,10 +118,19 @@ Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {
   Tensor x = tok_emb->forward(ids);  // (B, T, C)
   if (pos_emb) x = x + pos_emb->forward(positions);
   for (size_t i = 0; i < layers.size(); ++i) {
-    BlockFn block = [&](const Tensor& in) { return layers[i]->forward(in, positions, cache, i); };
-    x = block_wrapper_ ? block_wrapper_(i, x, block) : block(x);
+    BlockFn block = [layer = layers[i], positions, cache, i](const Tensor& in) { return layer->forward(in, positions, cache, i); };
+    for (const auto& [id, wrap] : *wrappers_) block = [wrap, inner = std::move(block), i](const Tensor& in) { return wrap(i, in, inner); };
+    x = block(x);
   }
   return ops::linear(norm->forward(x), lm_head);  // (B, T, Vp)
+}
+
+HookHandle TransformerLM::add_block_wrapper(BlockWrapper wrapper) {
+  const uint64_t id = next_wrapper_id_++;
+  wrappers_->emplace_back(id, std::move(wrapper));
+  return HookHandle([weak = std::weak_ptr<Wrappers>(wrappers_), id] {
+    if (auto w = weak.lock()) std::erase_if(*w, [id](const auto& e) { return e.first == id; });
+  });
 }
 
 Tensor TransformerLM::loss(const Tensor& logits, const Tensor& targets) const {

@@ -67,11 +67,13 @@ class TransformerLM : public Module {
   Tensor loss(const Tensor& logits, const Tensor& targets) const;
 
   // Runs each block's forward through wrapper(layer, x, block) instead of block(x), so that
-  // parallelism applied from outside (ZeRO-3 gathering a block's parameters) can act around
-  // it while the model code stays single-device. An empty wrapper restores the plain call.
+  // what is applied from outside (activation recompute, ZeRO-3 gathering a block's parameters)
+  // can act around it while the model code stays single-device. Wrappers nest: the one added
+  // last is outermost. `block` may be copied and called later (recompute reruns it in backward).
+  // The wrapper stays until the handle is destroyed or removed.
   using BlockFn = std::function<Tensor(const Tensor&)>;
   using BlockWrapper = std::function<Tensor(size_t layer, const Tensor& x, const BlockFn& block)>;
-  void set_block_wrapper(BlockWrapper wrapper) { block_wrapper_ = std::move(wrapper); }
+  HookHandle add_block_wrapper(BlockWrapper wrapper);
 
   std::shared_ptr<Embedding> tok_emb, pos_emb;
   std::vector<std::shared_ptr<Block>> layers;
@@ -80,7 +82,9 @@ class TransformerLM : public Module {
 
  private:
   models::ModelConfig c_;
-  BlockWrapper block_wrapper_;
+  using Wrappers = std::vector<std::pair<uint64_t, BlockWrapper>>;  // (id, wrapper), innermost first
+  std::shared_ptr<Wrappers> wrappers_ = std::make_shared<Wrappers>();
+  uint64_t next_wrapper_id_ = 0;
 };
 
 }  // namespace loom::nn

@@ -87,22 +87,30 @@ template <typename F> Tensor unary_kernel(const Tensor& x, const char* op, F f) 
 Tensor scalar_like(double v, DType dtype) { return Tensor::full({}, v, dtype); }
 
 // The shared shape of every differentiable unary op: upcast half, run the kernel, attach grad.
+// What an op's backward reads besides the incoming gradient; only that is kept alive by the
+// graph (the others reach grad() undefined).
+enum Saves : unsigned { kNothing = 0, kInput = 1, kOutput = 2 };
+
 template <typename F, typename G>
-Tensor unary(const Tensor& x, const char* op, F f, G grad) {
-  if (is_half(x.dtype())) return cast(unary(cast(x, DType::f32), op, f, grad), x.dtype());
+Tensor unary(const Tensor& x, const char* op, unsigned saves, F f, G grad) {
+  if (is_half(x.dtype())) return cast(unary(cast(x, DType::f32), op, saves, f, grad), x.dtype());
   Tensor y = unary_kernel(x, op, f);
-  attach(y, op, {x}, [x, y = y.detach(), grad](const Tensor& g) -> std::vector<Tensor> { return {grad(g, x, y)}; });
+  attach(y, op, {x}, [x = saves & kInput ? x : Tensor(), y = saves & kOutput ? y.detach() : Tensor(), grad](const Tensor& g) -> std::vector<Tensor> {
+    return {grad(g, x, y)};
+  });
   return y;
 }
 
+// saves: kNothing or kInput (both inputs; mul keeps each only for the other's gradient).
 template <typename F, typename G>
-Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f, G grad) {
+Tensor binary(const Tensor& a, const Tensor& b, const char* op, unsigned saves, F f, G grad) {
   if (is_half(a.dtype()) && a.dtype() == b.dtype())
-    return cast(binary(cast(a, DType::f32), cast(b, DType::f32), op, f, grad), a.dtype());
+    return cast(binary(cast(a, DType::f32), cast(b, DType::f32), op, saves, f, grad), a.dtype());
   Tensor y = arith(a, b, op, f);
-  attach(y, op, {a, b}, [a, b, grad](const Tensor& g) -> std::vector<Tensor> {
+  const bool keep = saves & kInput;
+  attach(y, op, {a, b}, [a = keep ? a : Tensor(), b = keep ? b : Tensor(), sa = a.shape(), sb = b.shape(), grad](const Tensor& g) -> std::vector<Tensor> {
     auto [da, db] = grad(g, a, b);
-    return {da.defined() ? sum_to(da, a.shape()) : da, db.defined() ? sum_to(db, b.shape()) : db};
+    return {da.defined() ? sum_to(da, sa) : da, db.defined() ? sum_to(db, sb) : db};
   });
   return y;
 }
@@ -110,34 +118,37 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f, G grad) {
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "add", [](auto x, auto y) { return x + y; },
+  return binary(a, b, "add", kNothing, [](auto x, auto y) { return x + y; },
                 [](const Tensor& g, const Tensor&, const Tensor&) { return std::pair{g, g}; });
 }
 Tensor sub(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "sub", [](auto x, auto y) { return x - y; },
+  return binary(a, b, "sub", kNothing, [](auto x, auto y) { return x - y; },
                 [](const Tensor& g, const Tensor&, const Tensor&) { return std::pair{g, neg(g)}; });
 }
 Tensor mul(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "mul", [](auto x, auto y) { return x * y; },
-                [](const Tensor& g, const Tensor& x, const Tensor& y) {
-                  return std::pair{mul(g, y), mul(g, x)};
-                });
+  if (is_half(a.dtype()) && a.dtype() == b.dtype()) return cast(mul(cast(a, DType::f32), cast(b, DType::f32)), a.dtype());
+  Tensor y = arith(a, b, "mul", [](auto x, auto y) { return x * y; });
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();  // each is kept only for the other's gradient
+  attach(y, "mul", {a, b}, [a = need_b ? a : Tensor(), b = need_a ? b : Tensor(), sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
+    return {b.defined() ? sum_to(mul(g, b), sa) : Tensor(), a.defined() ? sum_to(mul(g, a), sb) : Tensor()};
+  });
+  return y;
 }
 Tensor div(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "div", [](auto x, auto y) { return x / y; },
+  return binary(a, b, "div", kInput, [](auto x, auto y) { return x / y; },
                 [](const Tensor& g, const Tensor& x, const Tensor& y) {
                   return std::pair{div(g, y), neg(div(mul(g, x), mul(y, y)))};
                 });
 }
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "maximum", [](auto x, auto y) { return x >= y ? x : y; },
+  return binary(a, b, "maximum", kInput, [](auto x, auto y) { return x >= y ? x : y; },
                 [](const Tensor& g, const Tensor& x, const Tensor& y) {
                   Tensor pick_a = ge(x, y), zero = scalar_like(0, g.dtype());
                   return std::pair{where(pick_a, g, zero), where(pick_a, zero, g)};
                 });
 }
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "minimum", [](auto x, auto y) { return x <= y ? x : y; },
+  return binary(a, b, "minimum", kInput, [](auto x, auto y) { return x <= y ? x : y; },
                 [](const Tensor& g, const Tensor& x, const Tensor& y) {
                   Tensor pick_a = le(x, y), zero = scalar_like(0, g.dtype());
                   return std::pair{where(pick_a, g, zero), where(pick_a, zero, g)};
@@ -145,58 +156,58 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 }
 
 Tensor add(const Tensor& a, double s) {
-  return unary(a, "add_scalar", [s](auto x) { return x + s; }, [](const Tensor& g, const Tensor&, const Tensor&) { return g; });
+  return unary(a, "add_scalar", kNothing, [s](auto x) { return x + s; }, [](const Tensor& g, const Tensor&, const Tensor&) { return g; });
 }
 Tensor mul(const Tensor& a, double s) {
-  return unary(a, "mul_scalar", [s](auto x) { return x * s; },
+  return unary(a, "mul_scalar", kNothing, [s](auto x) { return x * s; },
                [s](const Tensor& g, const Tensor&, const Tensor&) { return mul(g, s); });
 }
 Tensor pow(const Tensor& a, double p) {
-  return unary(a, "pow", [p](auto x) { return std::pow(x, decltype(x)(p)); },
+  return unary(a, "pow", kInput, [p](auto x) { return std::pow(x, decltype(x)(p)); },
                [p](const Tensor& g, const Tensor& x, const Tensor&) { return mul(g, mul(pow(x, p - 1), p)); });
 }
 Tensor neg(const Tensor& x) {
-  return unary(x, "neg", [](auto v) { return -v; }, [](const Tensor& g, const Tensor&, const Tensor&) { return neg(g); });
+  return unary(x, "neg", kNothing, [](auto v) { return -v; }, [](const Tensor& g, const Tensor&, const Tensor&) { return neg(g); });
 }
 Tensor exp(const Tensor& x) {
-  return unary(x, "exp", [](auto v) { return std::exp(v); },
+  return unary(x, "exp", kOutput, [](auto v) { return std::exp(v); },
                [](const Tensor& g, const Tensor&, const Tensor& y) { return mul(g, y); });
 }
 Tensor log(const Tensor& x) {
-  return unary(x, "log", [](auto v) { return std::log(v); },
+  return unary(x, "log", kInput, [](auto v) { return std::log(v); },
                [](const Tensor& g, const Tensor& x, const Tensor&) { return div(g, x); });
 }
 Tensor sqrt(const Tensor& x) {
-  return unary(x, "sqrt", [](auto v) { return std::sqrt(v); },
+  return unary(x, "sqrt", kOutput, [](auto v) { return std::sqrt(v); },
                [](const Tensor& g, const Tensor&, const Tensor& y) { return div(mul(g, 0.5), y); });
 }
 Tensor rsqrt(const Tensor& x) {
-  return unary(x, "rsqrt", [](auto v) { return 1 / std::sqrt(v); },
+  return unary(x, "rsqrt", kOutput, [](auto v) { return 1 / std::sqrt(v); },
                [](const Tensor& g, const Tensor&, const Tensor& y) { return mul(g, mul(mul(y, mul(y, y)), -0.5)); });
 }
 Tensor tanh(const Tensor& x) {
-  return unary(x, "tanh", [](auto v) { return std::tanh(v); },
+  return unary(x, "tanh", kOutput, [](auto v) { return std::tanh(v); },
                [](const Tensor& g, const Tensor&, const Tensor& y) { return mul(g, add(mul(mul(y, y), -1.0), 1.0)); });
 }
 Tensor sigmoid(const Tensor& x) {
-  return unary(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); },
+  return unary(x, "sigmoid", kOutput, [](auto v) { return 1 / (1 + std::exp(-v)); },
                [](const Tensor& g, const Tensor&, const Tensor& y) { return mul(g, mul(y, add(mul(y, -1.0), 1.0))); });
 }
 Tensor relu(const Tensor& x) {
-  return unary(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); },
+  return unary(x, "relu", kInput, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                [](const Tensor& g, const Tensor& x, const Tensor&) {
                  return mul(g, unary_kernel(x, "relu", [](auto v) { return v > 0 ? 1 : 0; }));
                });
 }
 Tensor abs(const Tensor& x) {
-  return unary(x, "abs", [](auto v) { return std::abs(v); },
+  return unary(x, "abs", kInput, [](auto v) { return std::abs(v); },
                [](const Tensor& g, const Tensor& x, const Tensor&) {
                  return mul(g, unary_kernel(x, "abs", [](auto v) { return (v > 0) - (v < 0); }));
                });
 }
 Tensor clamp(const Tensor& x, double lo, double hi) {
   LOOM_CHECK(lo <= hi, "clamp: lower bound {} exceeds upper bound {}", lo, hi);
-  return unary(x, "clamp", [lo, hi](auto v) { return std::min(std::max(double(v), lo), hi); },
+  return unary(x, "clamp", kInput, [lo, hi](auto v) { return std::min(std::max(double(v), lo), hi); },
                [lo, hi](const Tensor& g, const Tensor& x, const Tensor&) {
                  return mul(g, unary_kernel(x, "clamp", [lo, hi](auto v) { return v >= lo && v <= hi ? 1 : 0; }));
                });
@@ -235,9 +246,21 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
+namespace {
+// What every in-place op checks before writing: both tensors exist, src broadcasts to dst's shape
+// (dst itself is never resized), and dst is not a tensor autograd tracks.
+void check_inplace(const char* op, const Tensor& dst, const Tensor* src) {
+  LOOM_CHECK(dst.defined() && (!src || src->defined()), "{}: undefined tensor", op);
+  LOOM_CHECK(!(autograd::grad_enabled() && dst.requires_grad()), "{}: in-place update of a tensor that requires grad", op);
+  if (!src) return;
+  bool fits = src->ndim() <= dst.ndim();
+  for (int64_t i = 1; fits && i <= src->ndim(); ++i) fits = src->size(-i) == 1 || src->size(-i) == dst.size(-i);
+  LOOM_CHECK(fits, "{}: source of shape {} does not broadcast to destination shape {}", op, src->shape(), dst.shape());
+}
+}  // namespace
+
 void copy_(Tensor& dst, const Tensor& src) {
-  LOOM_CHECK(broadcast_shapes(src.shape(), dst.shape(), "copy_") == dst.shape(),
-             "copy_: source of shape {} does not broadcast to destination shape {}", src.shape(), dst.shape());
+  check_inplace("copy_", dst, &src);
   dispatch_all(dst.dtype(), [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_all(src.dtype(), [&](auto stag) {
@@ -271,12 +294,12 @@ Tensor clone(const Tensor& x) {
 }
 
 void add_(Tensor& dst, const Tensor& src) {
-  LOOM_CHECK(!(autograd::grad_enabled() && dst.requires_grad()), "add_: in-place update of a tensor that requires grad");
+  check_inplace("add_", dst, &src);
+  LOOM_CHECK(dst.dtype() == src.dtype(), "add_: dtype mismatch {} vs {}", dtype_name(dst.dtype()), dtype_name(src.dtype()));
   if (is_half(dst.dtype())) {
     copy_(dst, arith(cast(dst, DType::f32), cast(src, DType::f32), "add_", [](auto x, auto y) { return x + y; }));
     return;
   }
-  LOOM_CHECK(dst.dtype() == src.dtype(), "add_: dtype mismatch {} vs {}", dtype_name(dst.dtype()), dtype_name(src.dtype()));
   dispatch_numeric(dst.dtype(), "add_", [&](auto tag) {
     using T = decltype(tag);
     T* pd = dst.data<T>();
@@ -292,7 +315,7 @@ void add_(Tensor& dst, const Tensor& src) {
 }
 
 void mul_(Tensor& dst, double s) {
-  LOOM_CHECK(!(autograd::grad_enabled() && dst.requires_grad()), "mul_: in-place update of a tensor that requires grad");
+  check_inplace("mul_", dst, nullptr);
   if (is_half(dst.dtype())) {
     copy_(dst, unary_kernel(cast(dst, DType::f32), "mul_", [s](auto v) { return v * s; }));
     return;

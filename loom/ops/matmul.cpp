@@ -88,14 +88,16 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   LOOM_CHECK(a.dtype() == b.dtype(), "matmul: dtype mismatch {} vs {}", dtype_name(a.dtype()), dtype_name(b.dtype()));
   if (is_half(a.dtype())) return cast(matmul(cast(a, DType::f32), cast(b, DType::f32)), a.dtype());
   Tensor y = matmul_forward(a, b);
-  attach(y, "matmul", {a, b}, [a, b](const Tensor& g) -> std::vector<Tensor> {
+  // Each input is saved only for the other's gradient.
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  attach(y, "matmul", {a, b}, [a = need_b ? a : Tensor(), b = need_a ? b : Tensor(), sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
     Tensor da, db;
-    if (a.requires_grad()) da = sum_to(matmul(g, transpose(b, -1, -2)), a.shape());
-    if (b.requires_grad()) {
+    if (b.defined()) da = sum_to(matmul(g, transpose(b, -1, -2)), sa);
+    if (a.defined()) {
       if (b.ndim() == 2)  // fold the batch into the rows: one GEMM, no (batch, K, N) temporary
         db = matmul(transpose(reshape(a, {-1, a.size(-1)}), 0, 1), reshape(g, {-1, g.size(-1)}));
       else
-        db = sum_to(matmul(transpose(a, -1, -2), g), b.shape());
+        db = sum_to(matmul(transpose(a, -1, -2), g), sb);
     }
     return {da, db};
   });

@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <unordered_set>
+
+#include "loom/autograd/engine.h"
 
 #include "loom/parallel/zero.h"
 
@@ -27,6 +30,19 @@ void DataParallel::init_optimizer(std::vector<Tensor> pieces, const optim::AdamW
   for (const ParamRange& r : ranges(group_->rank())) decay.push_back(named_[r.param].second.ndim() >= 2);  // not norms and biases
   pieces_ = pieces;
   opt_ = std::make_unique<optim::AdamW>(std::move(pieces), std::move(decay), cfg);
+}
+
+void DataParallel::register_hooks() {
+  for (size_t i = 0; i < named_.size(); ++i)
+    hooks_.push_back(named_[i].second.register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); }));
+}
+
+void DataParallel::backward(const Tensor& loss, bool sync) {
+  sync_ = sync;
+  const std::unordered_set<const TensorImpl*> reached = autograd::reachable_leaves(loss);
+  for (size_t i = 0; i < named_.size(); ++i)
+    if (!reached.count(named_[i].second.impl())) on_grad_ready(i);
+  loss.backward();
 }
 
 double DataParallel::clip_grad_norm(double max_norm) {
@@ -118,11 +134,9 @@ Ddp::Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const Dat
     }
   }
   std::vector<Tensor> params;
-  for (size_t i = 0; i < named_.size(); ++i) {
-    named_[i].second.register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); });
-    params.push_back(named_[i].second);
-  }
+  for (const auto& [name, p] : named_) params.push_back(p);
   init_optimizer(std::move(params), options.adamw);
+  register_hooks();
 }
 
 std::vector<ParamRange> Ddp::ranges(int) const {
@@ -137,18 +151,21 @@ void Ddp::on_grad_ready(size_t param) {
   LOOM_CHECK(!b.work, "data parallel: a second synchronised backward before finish() (inner micro-steps need set_sync(false))");
   LOOM_CHECK(named_[param].second.grad().storage() == b.flat.storage(), "data parallel: the gradient of {} was replaced; only "
              "DataParallel::zero_grad() may reset it", named_[param].first);
-  if (++b.ready == b.params.size()) b.work = group_->all_reduce(b.flat, dist::ReduceOp::sum);
+  ++b.ready;
+  while (launched_ < buckets_.size() && buckets_[launched_].ready == buckets_[launched_].params.size()) launch(launched_++);
 }
+
+void Ddp::launch(size_t bucket) { buckets_[bucket].work = group_->all_reduce(buckets_[bucket].flat, dist::ReduceOp::sum); }
 
 void Ddp::finish() {
   if (group_->size() == 1) return;
-  for (Bucket& b : buckets_)
-    if (!b.work) b.work = group_->all_reduce(b.flat, dist::ReduceOp::sum);  // some parameter of it received no gradient
+  for (; launched_ < buckets_.size(); ++launched_) launch(launched_);  // a backward that did not run through dp.backward()
   for (Bucket& b : buckets_) {
     b.work->wait();
     b.work.reset();
     b.ready = 0;
   }
+  launched_ = 0;
 }
 
 void Ddp::zero_grad() {

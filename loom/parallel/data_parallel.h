@@ -39,8 +39,11 @@ class DataParallel {
 
   // Call before each forward pass (training or evaluation).
   virtual void before_forward() {}
-  // Before each micro-step's backward: false on the inner micro-steps of gradient accumulation.
-  void set_sync(bool sync) { sync_ = sync; }
+  // Runs one micro-step's backward from loss; sync is false on the inner micro-steps of gradient
+  // accumulation. A parameter loss does not depend on (a branch this rank did not take) counts
+  // as having a zero gradient, so every rank reduces the same buckets or units, in the same
+  // fixed order, whatever its graph.
+  void backward(const Tensor& loss, bool sync);
   // After the last micro-step's backward: the gradients of what this rank owns hold the sum over ranks.
   virtual void finish() = 0;
   // Returns the global gradient norm (over all ranks' pieces) and has the next step() scale the
@@ -72,12 +75,18 @@ class DataParallel {
   virtual std::vector<ParamRange> ranges(int rank) const = 0;
   // After each update and after load: bring every rank's parameters up to date.
   virtual void gather_params() {}
+  // The gradient of parameter `param` is final for this backward pass (also when none arrived).
+  virtual void on_grad_ready(size_t param) = 0;
+  // Call at the end of the subclass constructor: each parameter's post-accumulate hook calls
+  // on_grad_ready; the hooks go when this object does.
+  void register_hooks();
 
   std::vector<std::pair<std::string, Tensor>> named_;  // the model's parameters
   std::shared_ptr<dist::Group> group_;
   bool sync_ = true;
 
  private:
+  std::vector<HookHandle> hooks_;
   bool sharded_;  // pieces differ between ranks (ZeRO) rather than being replicas (DDP)
   double grad_scale_ = 1.0;  // from clip_grad_norm, applied by the next step()
   std::vector<Tensor> pieces_;
@@ -85,9 +94,11 @@ class DataParallel {
 };
 
 // ZeRO stage 0: gradients live in buckets (about bucket_mb each) in the order backward
-// produces them (reverse registration order), and each bucket's all-reduce starts on the group's
-// communication thread as soon as its last gradient has been accumulated, overlapping the rest of
-// the backward pass. Every rank then updates the whole model; rank 0 writes checkpoints.
+// produces them (reverse registration order). The buckets' all-reduces start on the group's
+// communication thread in bucket order, each as soon as it and every bucket before it are
+// complete, overlapping the rest of the backward pass: the order is the same on every rank
+// whatever order its gradients completed in. Every rank then updates the whole model; rank 0
+// writes checkpoints.
 class Ddp : public DataParallel {
  public:
   Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options);
@@ -98,6 +109,7 @@ class Ddp : public DataParallel {
 
  protected:
   std::vector<ParamRange> ranges(int rank) const override;
+  void on_grad_ready(size_t param) override;
 
  private:
   struct Bucket {
@@ -107,10 +119,11 @@ class Ddp : public DataParallel {
     size_t ready = 0;
     std::shared_ptr<dist::Work> work;
   };
-  void on_grad_ready(size_t param);
+  void launch(size_t bucket);
 
   std::vector<size_t> bucket_of_;  // per param
   std::vector<Bucket> buckets_;
+  size_t launched_ = 0;  // buckets [0, launched_) are being reduced
 };
 
 }  // namespace loom::parallel

@@ -53,17 +53,37 @@ Zero::Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const D
     piece.set_grad(Tensor::from_storage(u.grad.storage(), {r.end - r.begin}, DType::f32, at));
     pieces.push_back(piece);
   }
-  for (size_t i = 0; i < named_.size(); ++i) named_[i].second.register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); });
-  if (stage_ == 3)
-    model_.set_block_wrapper([this](size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block) { return wrap_block(layer, x, block); });
+  // Backward completes a unit when its last parameter does: order by that parameter, latest first.
+  for (size_t u = 0; u < units_.size(); ++u) order_.push_back(u);
+  std::stable_sort(order_.begin(), order_.end(), [&](size_t a, size_t b) { return units_[a].params.back() > units_[b].params.back(); });
+  if (stage_ == 3) {
+    gathers_ = group_->split(0, group_->rank(), group_->name() + ".gather");
+    wrapper_ = model_.add_block_wrapper(
+        [this](size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block) { return wrap_block(layer, x, block); });
+  }
   init_optimizer(std::move(pieces), options.adamw);
+  register_hooks();
 }
 
 Zero::~Zero() {
-  model_.set_block_wrapper(nullptr);
+  wrapper_.remove();
   try {  // nothing may be in flight on the tensors about to be freed
     drain(0);
     for (size_t u = 0; u < units_.size(); ++u) wait_gathered(u);
+    if (stage_ == 3 && std::uncaught_exceptions() == 0) {
+      for (size_t u = 0; u < units_.size(); ++u) gather(u);
+      for (size_t u = 0; u < units_.size(); ++u) wait_gathered(u);
+    }
+    for (Unit& u : units_) {
+      if (!u.full.storage()->resident()) continue;  // stage 3 while unwinding: the parameters stay released
+      for (size_t k = 0; k < u.params.size(); ++k) {  // each parameter gets memory of its own back
+        TensorImpl* p = named_[u.params[k]].second.impl();
+        Tensor own = Tensor::empty(p->shape);
+        std::memcpy(own.data<float>(), u.full.data<float>() + u.offset[k], own.nbytes());
+        p->storage = own.storage();
+        p->offset = 0;
+      }
+    }
   } catch (const Error&) {  // the failure was reported where it happened
   }
 }
@@ -82,8 +102,16 @@ std::vector<ParamRange> Zero::ranges(int rank) const {
 
 void Zero::on_grad_ready(size_t param) {
   if (stage_ == 1 && !sync_) return;  // stage 1 keeps whole gradients and accumulates them locally
-  Unit& u = units_[unit_of_[param]];
-  if (++u.ready == u.params.size()) reduce(unit_of_[param]);
+  active_ = true;
+  ++units_[unit_of_[param]].ready;
+  while (reduced_ < order_.size() && units_[order_[reduced_]].ready == units_[order_[reduced_]].params.size()) reduce(order_[reduced_++]);
+}
+
+void Zero::flush() {
+  if (!active_) return;
+  for (; reduced_ < order_.size(); ++reduced_) reduce(order_[reduced_]);  // a backward that did not run through backward()
+  reduced_ = 0;
+  active_ = false;
 }
 
 
@@ -106,7 +134,6 @@ void Zero::reduce(size_t unit) {
     }
   }
   for (size_t i : u.params) named_[i].second.zero_grad();  // only this rank's chunk of the sum is kept
-  if (stage_ == 3) release(unit);  // backward is done with this unit's parameters
   r.work = group_->reduce_scatterv(r.flat, r.out, u.counts, dist::ReduceOp::sum);
   inflight_.push_back(std::move(r));
 }
@@ -122,8 +149,7 @@ void Zero::drain(size_t keep) {
 }
 
 void Zero::finish() {
-  for (size_t u = 0; u < units_.size(); ++u)
-    if (units_[u].ready > 0) reduce(u);  // some parameter of it received no gradient
+  flush();
   drain(0);
 }
 
@@ -149,7 +175,7 @@ void Zero::gather(size_t unit) {
   Unit& u = units_[unit];
   if (u.gathering || u.full.storage()->resident()) return;
   u.full.storage()->restore();
-  u.gathering = group_->all_gatherv(u.own, u.full, u.counts);
+  u.gathering = gathers_->all_gatherv(u.own, u.full, u.counts);
 }
 
 void Zero::wait_gathered(size_t unit) {
@@ -165,12 +191,9 @@ void Zero::release(size_t unit) {
 }
 
 void Zero::before_forward() {
-  // Stages 2 and 3 reduce every micro-step; a unit some of whose parameters got no gradient in
-  // the previous backward is reduced now, before the next one's gradients arrive (and, in
-  // stage 3, before the embeddings and head are gathered again).
-  if (stage_ >= 2)
-    for (size_t u = 0; u < units_.size(); ++u)
-      if (units_[u].ready > 0) reduce(u);
+  // Stages 2 and 3 reduce every micro-step: what the previous backward left is reduced before the
+  // next one's gradients arrive.
+  if (stage_ >= 2) flush();
   if (stage_ != 3) return;
   for (size_t u = 0; u < roots_; ++u) gather(u);
   if (roots_ < units_.size()) gather(roots_);  // the first block
@@ -187,11 +210,14 @@ Tensor Zero::wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::
   if (!autograd::grad_enabled() || !y.requires_grad()) return y;
   Tensor out = y.detach();
   autograd::attach(out, "zero3_gather", {y}, [this, u](const Tensor& grad) {
-    // The parameters outside the blocks are read by the embeddings, whose backward needs no
-    // weights, and by the final norm and head, whose backward is done once backward reaches
-    // the last block.
+    // Backward is done with the block above, or, at the last block, with the final norm and head
+    // (the parameters outside the blocks are read by the embeddings too, whose backward needs no
+    // weights). Where memory is freed depends only on the model's structure, so every rank
+    // issues the same gathers.
     if (u + 1 == units_.size())
       for (size_t root = 0; root < roots_; ++root) release(root);
+    else
+      release(u + 1);
     gather(u);
     if (u > roots_) gather(u - 1);  // the block backward reaches next
     wait_gathered(u);

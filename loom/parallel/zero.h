@@ -3,12 +3,18 @@
 // block), and each unit's parameters are rebound as views into one flat buffer that is split
 // into chunks of ceil(numel / ranks), one per rank (the last ones shorter or empty).
 // A rank keeps AdamW state for its chunk only (stage 1), and from stage 2 also only its chunk of
-// the gradients: each unit's gradients are reduce-scattered as soon as backward has produced
-// them all, then freed. Stage 3 keeps only the rank's chunk of the parameters too: a block's
-// parameters are all-gathered just before its forward (the next block prefetched) and freed
-// after it, gathered again when backward reaches the block (the previous one prefetched), and
-// freed once its gradients are reduced. The units outside the blocks are gathered before the
-// forward and freed when backward has passed the head.
+// the gradients: each unit's gradients are reduce-scattered once backward has produced them all,
+// then freed. Units are reduced in one fixed order (the order backward completes them: head and
+// final norm, the blocks from last to first, the embeddings), a unit waiting for those before
+// it, so every rank issues the same reductions in the same order. Stage 3 keeps only the rank's
+// chunk of the parameters too: a block's parameters are all-gathered just before its forward
+// (the next block prefetched) and freed after it, gathered again when backward reaches the
+// block (the previous one prefetched), and freed when backward reaches the block below. The
+// units outside the blocks are gathered before the forward and freed when backward reaches the
+// last block. Gathers run on a communicator of their own, so they never queue behind (or
+// interleave differently with) the reductions.
+// Destroying a Zero gives the model back whole parameters in memory of their own (stage 3
+// gathers them first, a collective, unless an exception is unwinding) and removes its hooks.
 #pragma once
 
 #include <deque>
@@ -47,7 +53,8 @@ class Zero : public DataParallel {
     Tensor flat, out;  // (numel) the unit's whole gradient, (counts[rank]) this rank's sum
     std::shared_ptr<dist::Work> work;
   };
-  void on_grad_ready(size_t param);
+  void on_grad_ready(size_t param) override;
+  void flush();  // reduces, in order, the units this backward has not reduced yet
   void reduce(size_t unit);
   void drain(size_t keep);  // completes in-flight reductions until at most `keep` remain
   void gather(size_t unit);
@@ -60,7 +67,12 @@ class Zero : public DataParallel {
   size_t roots_ = 0;  // units_[0, roots_) hold the parameters outside the blocks, one each
   std::vector<Unit> units_;
   std::vector<size_t> unit_of_;  // per param
+  std::vector<size_t> order_;    // units in reduction order
+  size_t reduced_ = 0;           // order_[0, reduced_) are reduced in this backward
+  bool active_ = false;          // a backward has counted gradients since the last flush
   std::deque<Reduction> inflight_;
+  std::shared_ptr<dist::Group> gathers_;  // stage 3: the all-gathers of parameters
+  HookHandle wrapper_;                    // stage 3: the block wrapper
 };
 
 }  // namespace loom::parallel

@@ -158,8 +158,7 @@ int Trainer::run() {
       dp_->before_forward();
       Tensor l = ops::mul(ops::cross_entropy(model_->forward(b.inputs), b.targets, -100, ops::Reduction::sum, mc.vocab_size),
                           1.0 / double(std::max<int64_t>(counted, 1)));
-      dp_->set_sync(i + 1 == micro.size());
-      l.backward();
+      dp_->backward(l, i + 1 == micro.size());
       loss += l.item();
     }
     dp_->finish();

@@ -117,8 +117,8 @@ TEST(Engine, PostAccumulateHookFiresOncePerBackwardWithCompleteGrad) {
   Tensor w = leaf({3, -1}, {2});
   vector<vector<double>> seen_x;
   int calls_w = 0;
-  x.register_post_accumulate_hook([&](const Tensor& t) { seen_x.push_back(t.grad().to_vector()); });
-  w.register_post_accumulate_hook([&](const Tensor&) { ++calls_w; });
+  HookHandle hx = x.register_post_accumulate_hook([&](const Tensor& t) { seen_x.push_back(t.grad().to_vector()); });
+  HookHandle hw = w.register_post_accumulate_hook([&](const Tensor&) { ++calls_w; });
   // x is used by three ops: loss = sum(x*w + x*x + exp(x)).
   auto loss = [&] { return ops::sum(x * w + x * x + ops::exp(x)); };
   loss().backward();
@@ -131,6 +131,82 @@ TEST(Engine, PostAccumulateHookFiresOncePerBackwardWithCompleteGrad) {
   ASSERT_EQ(seen_x.size(), 2u);
   EXPECT_EQ(calls_w, 2);
   EXPECT_NEAR(seen_x[1][0], 2 * full[0], 1e-12) << "second backward's hook sees the accumulated gradient";
+  // Removing (or destroying) the handle removes the hook; removing twice is harmless.
+  hw.remove();
+  hw.remove();
+  { HookHandle gone = std::move(hx); }
+  loss().backward();
+  EXPECT_EQ(seen_x.size(), 2u);
+  EXPECT_EQ(calls_w, 2);
+  HookHandle late = w.register_post_accumulate_hook([&](const Tensor&) { ++calls_w; });
+  loss().backward();
+  EXPECT_EQ(calls_w, 3);
+}
+
+TEST(Engine, HookHandleOutlivingItsTensorIsHarmless) {
+  HookHandle h;
+  {
+    Tensor w = leaf({1}, {1});
+    h = w.register_post_accumulate_hook([](const Tensor&) {});
+  }
+  h.remove();
+  EXPECT_FALSE(h.active());
+}
+
+TEST(Engine, HookFiresForALeafReachedWithoutAGradient) {
+  // A backward that reaches w but whose every path returns no gradient for it still tells w's
+  // hooks that its gradient for this pass is final (data parallelism counts on it).
+  Tensor w = leaf({1, 2}, {2});
+  Tensor y = ops::mul(w, 2.0);
+  Tensor out = y.detach();
+  autograd::attach(out, "drop", {y}, [](const Tensor&) { return vector<Tensor>{Tensor()}; });
+  int calls = 0;
+  HookHandle h = w.register_post_accumulate_hook([&](const Tensor&) { ++calls; });
+  ops::sum(out).backward();
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(w.grad().defined());
+}
+
+TEST(Engine, AGradientOfTheWrongShapeOrDtypeNamesTheOp) {
+  Tensor x = leaf({1, 2, 3}, {3});
+  auto bad_backward = [&](Tensor g) {
+    Tensor y = ops::mul(x, 1.0);
+    Tensor out = y.detach();
+    autograd::attach(out, "broken_op", {y}, [g](const Tensor&) { return vector<Tensor>{g}; });
+    ops::sum(out).backward();
+  };
+  for (const Tensor& g : {Tensor::zeros({2}, DType::f64), Tensor::zeros({3}, DType::f32)}) {
+    try {
+      bad_backward(g);
+      ADD_FAILURE() << "no error for a gradient of shape " << fmt::format("{}", g.shape());
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("backward: broken_op returned a gradient of shape"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Engine, ReachableLeavesFollowsTheGraph) {
+  Tensor a = leaf({1}, {1}), b = leaf({2}, {1}), unused = leaf({3}, {1});
+  const auto reached = autograd::reachable_leaves(ops::sum(a * b));
+  EXPECT_EQ(reached.size(), 2u);
+  EXPECT_TRUE(reached.count(a.impl()) && reached.count(b.impl()));
+  EXPECT_FALSE(reached.count(unused.impl()));
+}
+
+TEST(Engine, AddAndSubKeepNeitherInputAlive) {
+  // Their backward needs no input values: the graph must not hold the inputs' memory.
+  Tensor w = leaf({1, 2}, {2});
+  std::weak_ptr<Storage> a_mem, b_mem;
+  Tensor y;
+  {
+    Tensor a = ops::mul(w, 3.0), b = ops::mul(w, 4.0);
+    a_mem = a.storage(), b_mem = b.storage();
+    y = ops::sub(ops::add(a, b), b);
+  }
+  EXPECT_TRUE(a_mem.expired());
+  EXPECT_TRUE(b_mem.expired());
+  ops::sum(y).backward();
+  expect_near_all(w.grad(), {3, 3});
 }
 
 TEST(Engine, HooksOfLaterLayersFireFirst) {
@@ -138,9 +214,9 @@ TEST(Engine, HooksOfLaterLayersFireFirst) {
   Tensor x = Tensor::from_vector({1, 2}, {2}, DType::f64);
   Tensor w1 = leaf({1, 1}, {2}), w2 = leaf({2, 2}, {2}), w3 = leaf({3, 3}, {2});
   vector<int> order;
-  w1.register_post_accumulate_hook([&](const Tensor&) { order.push_back(1); });
-  w2.register_post_accumulate_hook([&](const Tensor&) { order.push_back(2); });
-  w3.register_post_accumulate_hook([&](const Tensor&) { order.push_back(3); });
+  HookHandle h1 = w1.register_post_accumulate_hook([&](const Tensor&) { order.push_back(1); });
+  HookHandle h2 = w2.register_post_accumulate_hook([&](const Tensor&) { order.push_back(2); });
+  HookHandle h3 = w3.register_post_accumulate_hook([&](const Tensor&) { order.push_back(3); });
   ops::sum(x * w1 * w2 * w3).backward();
   EXPECT_EQ(order, (vector<int>{3, 2, 1}));
 }
@@ -303,7 +379,7 @@ TEST(Checkpoint, ParamHookFiresOnceWhenUsedInsideAndOutside) {
   Tensor w = leaf({0.5, -1.5}, {2});
   Tensor x = leaf({2, 3}, {2});
   vector<vector<double>> at_hook;
-  w.register_post_accumulate_hook([&](const Tensor& t) { at_hook.push_back(t.grad().to_vector()); });
+  HookHandle h = w.register_post_accumulate_hook([&](const Tensor& t) { at_hook.push_back(t.grad().to_vector()); });
   Tensor y = autograd::checkpoint([&w](const vector<Tensor>& in) { return in[0] * w; }, {x});
   ops::sum(y * w).backward();  // loss = sum(x w²): dL/dw = 2 x w
   expect_near_all(w.grad(), {2, -9});

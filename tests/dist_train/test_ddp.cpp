@@ -1,6 +1,6 @@
 // Data-parallel training matches one process: `mpirun -np N loom train --parallel.zero=Z` with
 // batch_size B gives the per-step losses and final parameters of a single process with
-// batch_size N·B (the same global batch): losses within 1e-5 relative, parameters within 1e-5
+// batch_size N·B (the same global batch): losses within 1e-5 relative, parameters within 2e-5
 // absolute (they are below 1), for N in {1, 2, 4}, every ZeRO stage and gradient accumulation 1
 // and 3. A checkpoint written under one layout resumes under another with the losses of the
 // uninterrupted run; a rank killed mid-training ends the whole job; a signal stops every rank at
@@ -105,7 +105,7 @@ TEST_P(DataParallel, EveryZeroStageMatchesOneProcessOnTheSameGlobalBatch) {
       std::vector<double> x = t.to_vector(), y = got.at(pname).to_vector();
       double scale = 0, err = 0;
       for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
-      EXPECT_LE(err, 1e-5 * std::max(scale, 1.0)) << name << ": " << pname << " (max |param| " << scale << ")";
+      EXPECT_LE(err, 2e-5 * std::max(scale, 1.0)) << name << ": " << pname << " (max |param| " << scale << ")";
     }
   }
 }

@@ -37,6 +37,35 @@ TEST(BadInput, BroadcastMismatchNamesBothShapes) {
   EXPECT_THAT(error_of([] { ops::where(t({2}, DType::u8), t({3}), t({3})); }), AllOf(HasSubstr("where"), HasSubstr("[2]"), HasSubstr("[3]")));
 }
 
+TEST(BadInput, InPlaceOpsCheckShapesAndDtypes) {
+  // A source that does not broadcast to the destination (smaller, larger, more dims) would read
+  // or write out of bounds; a dtype mismatch would reinterpret memory.
+  Tensor dst = t({2, 3});
+  EXPECT_THAT(error_of([&] { ops::add_(dst, t({4})); }), AllOf(HasSubstr("add_"), HasSubstr("[4]"), HasSubstr("[2, 3]")));
+  EXPECT_THAT(error_of([&] { ops::add_(dst, t({4, 3})); }), AllOf(HasSubstr("add_"), HasSubstr("[4, 3]")));
+  EXPECT_THAT(error_of([&] { ops::add_(dst, t({1, 2, 3})); }), AllOf(HasSubstr("add_"), HasSubstr("[1, 2, 3]")));
+  EXPECT_THAT(error_of([&] { ops::add_(dst, t({2, 3}, DType::f64)); }), AllOf(HasSubstr("add_"), HasSubstr("f64")));
+  EXPECT_THAT(error_of([&] { ops::copy_(dst, t({3, 2})); }), AllOf(HasSubstr("copy_"), HasSubstr("[3, 2]")));
+  EXPECT_THAT(error_of([&] { ops::copy_(dst, t({7, 2, 3})); }), AllOf(HasSubstr("copy_"), HasSubstr("[7, 2, 3]")));
+  Tensor undefined;
+  EXPECT_THAT(error_of([&] { ops::add_(dst, undefined); }), HasSubstr("add_: undefined tensor"));
+  EXPECT_THAT(error_of([&] { ops::mul_(undefined, 2.0); }), HasSubstr("mul_: undefined tensor"));
+  Tensor w = t({2});
+  w.set_requires_grad(true);
+  EXPECT_THAT(error_of([&] { ops::mul_(w, 2.0); }), HasSubstr("mul_: in-place update of a tensor that requires grad"));
+  EXPECT_THAT(error_of([&] { ops::copy_(w, t({2})); }), HasSubstr("copy_: in-place update"));
+  ops::add_(dst, t({3}));  // broadcasting sources stay fine
+  ops::copy_(dst, t({2, 1}, DType::f64));
+}
+
+TEST(BadInput, UndefinedTensorIsAnError) {
+  Tensor u;
+  EXPECT_THAT(error_of([&] { (void)u.shape(); }), HasSubstr("undefined tensor"));
+  EXPECT_THAT(error_of([&] { (void)u.data<float>(); }), HasSubstr("undefined tensor"));
+  EXPECT_THAT(error_of([&] { (void)u.numel(); }), HasSubstr("undefined tensor"));
+  EXPECT_THAT(error_of([&] { ops::add(u, t({1})); }), HasSubstr("undefined tensor"));
+}
+
 TEST(BadInput, MatmulInnerMismatch) {
   EXPECT_THAT(error_of([] { ops::matmul(t({2, 3}), t({4, 5})); }), AllOf(HasSubstr("matmul"), HasSubstr("[2, 3]"), HasSubstr("[4, 5]")));
   EXPECT_THAT(error_of([] { ops::matmul(t({2, 2, 3}), t({3, 3, 4})); }), AllOf(HasSubstr("matmul"), HasSubstr("[2]"), HasSubstr("[3]")));

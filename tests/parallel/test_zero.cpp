@@ -21,7 +21,7 @@ std::vector<double> train(nn::TransformerLM& model, parallel::DataParallel& dp) 
     Tensor ids = ops::cast(ops::mul(rand({2, 17}, {7, step * 34}), double(model.config().vocab_size)), DType::i64);
     dp.before_forward();
     Tensor loss = model.loss(model.forward(ops::narrow(ids, 1, 0, 16)), ops::narrow(ids, 1, 1, 16));
-    loss.backward();
+    dp.backward(loss, true);
     dp.finish();
     dp.clip_grad_norm(1.0);
     dp.step(1e-2);
@@ -71,12 +71,13 @@ TEST(Zero, Stage3GathersABlockOnlyWhileItRuns) {
   };
   for (const auto& [name, p] : model.named_parameters()) EXPECT_FALSE(p.storage()->resident()) << name;
   size_t most = 0, hooks = 0, with_head = 0;
+  std::vector<HookHandle> handles;
   for (auto& [name, p] : model.named_parameters()) {
     const bool in_block = name.rfind("layers.", 0) == 0;
-    p.register_post_accumulate_hook([&, in_block](const Tensor&) {
+    handles.push_back(p.register_post_accumulate_hook([&, in_block](const Tensor&) {
       most = std::max(most, resident_blocks()), ++hooks;
       if (in_block) with_head += model.norm->weight.storage()->resident();
-    });
+    }));
   }
   train(model, *dp);
   EXPECT_GT(hooks, 0u);
