@@ -30,6 +30,7 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"training.grad_accum", &c.grad_accum},
           {"training.seed", &c.seed},
           {"training.threads", &c.threads},
+          {"training.recompute", &c.recompute},
           {"optimizer.lr", &c.lr},
           {"optimizer.weight_decay", &c.weight_decay},
           {"optimizer.beta1", &c.beta1},
@@ -47,6 +48,7 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"parallel.bucket_mb", &c.bucket_mb},
           {"dist.timeout_s", &c.timeout_s},
           {"logging.metrics", &c.metrics},
+          {"logging.peak_flops", &c.peak_flops},
           {"eval.every", &c.eval_every},
           {"eval.batches", &c.eval_batches}};
 }
@@ -141,6 +143,8 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.dp >= 0 && c.bucket_mb > 0 && c.timeout_s > 0, "config: parallel.dp must be >= 0, parallel.bucket_mb and dist.timeout_s > 0");
   LOOM_CHECK(c.zero >= 0 && c.zero <= 3, "config: parallel.zero must be 0, 1, 2 or 3, got {}", c.zero);
   LOOM_CHECK(c.threads >= 0, "config: training.threads must be >= 0, got {}", c.threads);
+  LOOM_CHECK(c.recompute == "none" || c.recompute == "blocks", "config: training.recompute must be none or blocks, got '{}'", c.recompute);
+  LOOM_CHECK(c.peak_flops >= 0, "config: logging.peak_flops must be >= 0 (0 = derive from the CPU), got {}", c.peak_flops);
   LOOM_CHECK(c.lr > 0, "config: optimizer.lr must be positive, got {}", c.lr);
   LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, "config: optimizer.beta1/beta2 must be in [0, 1), got {} and {}",
              c.beta1, c.beta2);

@@ -18,8 +18,9 @@ struct TrainConfig {
   std::string data_train, data_val;
   bool data_shuffle = false;
   // [training]
-  int64_t steps = 100, batch_size = 4, seq_len = 64, grad_accum = 1, threads = 0;  // threads 0 = all cores
+  int64_t steps = 100, batch_size = 4, seq_len = 64, grad_accum = 1, threads = 0;  // threads 0 = the rank's share of the cores
   uint64_t seed = 1337;
+  std::string recompute = "none";  // "none" | "blocks": activation recompute of each transformer block
   // [optimizer]
   double lr = 6e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
   std::string schedule = "cosine";
@@ -34,7 +35,8 @@ struct TrainConfig {
   double bucket_mb = 25.0;  // DDP bucket size
   double timeout_s = 300.0; // a collective slower than this aborts the job
   // [logging]
-  std::string metrics;  // JSONL path, "" = none
+  std::string metrics;     // JSONL path, "" = none
+  double peak_flops = 0;   // FLOP/s of all ranks together that MFU is relative to; 0 = derived from the CPU
   // [eval]
   int64_t eval_every = 0, eval_batches = 10;
 };

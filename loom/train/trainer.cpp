@@ -15,7 +15,9 @@
 #include "loom/io/llmc.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/nn.h"
+#include "loom/parallel/recompute.h"
 #include "loom/train/checkpoint.h"
+#include "loom/train/resources.h"
 
 namespace loom::train {
 
@@ -23,8 +25,6 @@ namespace {
 
 std::atomic<int> g_signal{0};
 void on_signal(int sig) { g_signal = sig; }
-
-constexpr double kPeakFlops = 157e9;  // this machine's fp32 peak: 2 cores × AVX2 FMA
 
 std::string format_eta(double secs) {
   const auto s = int64_t(secs);
@@ -62,16 +62,17 @@ double flops_per_token(const nn::TransformerLM& model, int64_t T) {
 }
 
 Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world) : cfg_(std::move(cfg)), world_(std::move(world)) {
-  // threads 0: the cores shared out among the ranks on this node.
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
-  omp_set_num_threads(cfg_.threads > 0 ? int(cfg_.threads) : std::max(1, omp_get_num_procs() / local_ranks));
+  const int threads = cfg_.threads > 0 ? int(cfg_.threads) : threads_per_rank();
+  omp_set_num_threads(threads);
   world_->set_timeout_s(cfg_.timeout_s);
   mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size()});
   main_rank_ = world_->rank() == 0;
   model_ = build_model(cfg_);
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
+  // Applied from outside in a fixed order: activation recompute, then data parallelism (ZeRO-3's
+  // block wrapper must be the outer one).
+  if (cfg_.recompute == "blocks") recompute_ = parallel::recompute_blocks(*model_);
   dp_ = parallel::DataParallel::create(*model_, mesh_->dp(),
                                        {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}});
   const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp;
@@ -79,6 +80,11 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
                                               part, parts);
   if (!cfg_.data_val.empty())
     val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V, part, parts);
+  const PeakFlops peak = cpu_peak_flops(threads);
+  peak_flops_ = cfg_.peak_flops > 0 ? cfg_.peak_flops : sum_over_ranks(peak.flops);
+  if (main_rank_)
+    fmt::print("MFU is relative to {:.0f} GFLOP/s ({})\n", peak_flops_ / 1e9,
+               cfg_.peak_flops > 0 ? "logging.peak_flops" : world_->size() == 1 ? peak.how : fmt::format("summed over {} ranks of {}", world_->size(), peak.how));
   if (resume) {
     LOOM_CHECK(!cfg_.checkpoint_dir.empty(), "config: --resume needs checkpoint.dir");
     if (auto dir = latest_checkpoint(cfg_.checkpoint_dir, *world_)) {
@@ -169,7 +175,7 @@ int Trainer::run() {
     dp_->zero_grad();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double tps = double(tokens_per_step) / dt;
-    nlohmann::json rec = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tps}, {"mfu", fpt * tps / kPeakFlops}};
+    nlohmann::json rec = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tps}, {"mfu", fpt * tps / peak_flops_}};
     std::string val_text;
     if (val_ && cfg_.eval_every > 0 && (step % cfg_.eval_every == 0 || step == cfg_.steps)) {
       const double vl = evaluate();
@@ -180,7 +186,7 @@ int Trainer::run() {
     const double eta = elapsed / double(step - start_step_) * double(cfg_.steps - step);
     if (main_rank_)
       fmt::print("step {:>5}/{}  loss {:.4f}{}  lr {:.2e}  norm {:.3f}  {:.0f} tok/s  MFU {:.1f}%  ETA {}\n", step, cfg_.steps, loss, val_text, lr,
-               norm, tps, 100.0 * fpt * tps / kPeakFlops, format_eta(eta));
+               norm, tps, 100.0 * fpt * tps / peak_flops_, format_eta(eta));
     std::fflush(stdout);
     if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     if (cfg_.checkpoint_every > 0 && step % cfg_.checkpoint_every == 0 && step != cfg_.steps) save(step);

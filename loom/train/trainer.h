@@ -37,9 +37,11 @@ class Trainer {
   std::unique_ptr<dist::Mesh> mesh_;
   bool main_rank_ = true;  // rank 0 prints and writes metrics
   std::unique_ptr<nn::TransformerLM> model_;
+  HookHandle recompute_;                        // training.recompute = "blocks"
   std::unique_ptr<parallel::DataParallel> dp_;  // gradient sync and the optimizer, per parallel.zero
   std::unique_ptr<data::DataLoader> train_, val_;
   int64_t start_step_ = 0;
+  double peak_flops_ = 0;  // of all ranks together, for MFU
 };
 
 }  // namespace loom::train

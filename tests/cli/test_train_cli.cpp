@@ -109,3 +109,22 @@ TEST_F(TrainCli, CheckpointConvertsToLlmcAndBackBitExactly) {
   RunResult again = run_loom("convert --from hf:" + (d / "hf") + " --to llmc:" + (d / "m2.bin"));
   EXPECT_EQ(again.code, 2) << again.out;  // refuses to overwrite
 }
+
+TEST_F(TrainCli, RecomputeGivesTheSameLossesAndPeakFlopsCanBeSet) {
+  RunResult plain = run_loom(tiny_run(d, 5, "--logging.metrics=" + (d / "plain.jsonl")));
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  EXPECT_NE(plain.out.find("MFU is relative to "), std::string::npos) << plain.out;
+  RunResult rc = run_loom(tiny_run(d, 5, "--training.recompute=blocks --logging.peak_flops=1e9 --logging.metrics=" + (d / "rc.jsonl")));
+  ASSERT_EQ(rc.code, 0) << rc.out;
+  EXPECT_NE(rc.out.find("MFU is relative to 1 GFLOP/s (logging.peak_flops)"), std::string::npos) << rc.out;
+  auto a = metrics(d / "plain.jsonl"), b = metrics(d / "rc.jsonl");
+  ASSERT_EQ(a.size(), 5u);
+  ASSERT_EQ(b.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(b[i]["loss"].get<double>(), a[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(b[i]["grad_norm"].get<double>(), a[i]["grad_norm"].get<double>()) << "step " << i + 1;
+  }
+  RunResult bad = run_loom(tiny_run(d, 5, "--training.recompute=layers"));
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("error: config: training.recompute must be none or blocks, got 'layers'"), std::string::npos) << bad.out;
+}

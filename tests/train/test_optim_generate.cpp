@@ -6,6 +6,7 @@
 
 #include "loom/optim/adamw.h"
 #include "loom/train/generate.h"
+#include "loom/train/resources.h"
 
 using namespace loom;
 
@@ -69,4 +70,21 @@ TEST(Sampling, GreedyTopKTopPAndTemperature) {
   EXPECT_NEAR(counts[0] / double(n), std::exp(1.0) / z, 0.015);
   EXPECT_EQ(kept[0] + kept[3], 0);
   EXPECT_NEAR(kept[1] / double(n), std::exp(3.0) / (std::exp(3.0) + std::exp(2.0)), 0.015);
+}
+
+TEST(Resources, ThreadsPerRankHonourSlurmThenOpenMpi) {
+  EXPECT_EQ(train::threads_per_rank("6", "4", 16), 6);  // Slurm's --cpus-per-task wins
+  EXPECT_EQ(train::threads_per_rank(nullptr, "4", 16), 4);
+  EXPECT_EQ(train::threads_per_rank(nullptr, "4", 2), 1);
+  EXPECT_EQ(train::threads_per_rank("0", nullptr, 8), 8);  // an unusable value is ignored
+  EXPECT_EQ(train::threads_per_rank(nullptr, nullptr, 8), 8);
+}
+
+TEST(Resources, PeakFlopsScaleWithThreadsAndNameTheirDerivation) {
+  const train::PeakFlops one = train::cpu_peak_flops(1), four = train::cpu_peak_flops(4);
+  EXPECT_DOUBLE_EQ(four.flops, 4 * one.flops);
+  // At least a 4-wide FMA at 1 GHz per thread, at most a 16-wide one at 6 GHz.
+  EXPECT_GE(one.flops, 4 * 2 * 2 * 1e9);
+  EXPECT_LE(one.flops, 16 * 2 * 2 * 6e9);
+  EXPECT_NE(one.how.find("1 threads × "), std::string::npos) << one.how;
 }
