@@ -48,7 +48,12 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
   }
   autograd::attach(out, "cross_entropy", {logits_in}, [logits, targets, lse, N, V, ldv, ignore_index, scale, reduction](const Tensor& g) {
     Tensor dloss = reduction == Reduction::none ? contiguous(g) : Tensor::full({N}, g.item() * scale, logits.dtype());
-    Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype());
+    // Each element's gradient needs only that element's logit: when nothing else can see the
+    // saved logits (the usual case: the model's output is a temporary), the gradient overwrites
+    // them instead of taking a second (N, V) buffer.
+    const bool sole = logits.impl_ptr().use_count() == 1 && logits.storage().use_count() == 1 && logits.offset() == 0 &&
+                      logits.nbytes() == logits.storage()->nbytes();
+    Tensor dlogits = sole ? logits : Tensor::empty(logits.shape(), logits.dtype());
     dispatch_float(logits.dtype(), "cross_entropy backward", [&](auto tag) {
       using T = decltype(tag);
       cpu::cross_entropy_backward<T>(logits.data<T>(), targets.data<int64_t>(), lse.data<T>(), dloss.data<T>(), dlogits.data<T>(), N, V,

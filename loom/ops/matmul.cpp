@@ -94,7 +94,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Tensor da, db;
     if (b.defined()) da = sum_to(matmul(g, transpose(b, -1, -2)), sa);
     if (a.defined()) {
-      if (b.ndim() == 2)  // fold the batch into the rows: one GEMM, no (batch, K, N) temporary
+      if (sb.size() == 2)  // fold the batch into the rows: one GEMM, no (batch, K, N) temporary
         db = matmul(transpose(reshape(a, {-1, a.size(-1)}), 0, 1), reshape(g, {-1, g.size(-1)}));
       else
         db = sum_to(matmul(transpose(a, -1, -2), g), sb);

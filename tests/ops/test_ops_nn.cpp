@@ -5,6 +5,7 @@
 // no naive reference; its mask semantics are tested on their own below.
 #include <cmath>
 
+#include "loom/ops/matmul.h"
 #include "loom/ops/nn.h"
 #include "op_testing.h"
 
@@ -400,3 +401,19 @@ TEST(DropoutGrad, MatchesFiniteDifferences) {
 
 }  // namespace
 }  // namespace optest
+
+// The backward writes the gradient over the saved logits only when nothing else can see them:
+// a caller that keeps the logits keeps their values, and both paths give the same gradient.
+TEST(CrossEntropy, GradientReusesTheLogitsOnlyWhenNoOneElseHoldsThem) {
+  loom::Tensor w = loom::rand({6, 4}, {3, 0});
+  w.set_requires_grad(true);
+  loom::Tensor x = loom::rand({5, 6}, {4, 0}), targets = loom::Tensor::from_ints({0, 3, 1, 2, -100}, {5});
+  loom::ops::cross_entropy(loom::ops::matmul(x, w), targets).backward();  // logits are a temporary
+  const std::vector<double> temp_grad = w.grad().to_vector();
+  w.zero_grad();
+  loom::Tensor logits = loom::ops::matmul(x, w);
+  const std::vector<double> before = logits.to_vector();
+  loom::ops::cross_entropy(logits, targets).backward();
+  EXPECT_EQ(logits.to_vector(), before) << "the caller's logits were overwritten";
+  EXPECT_EQ(w.grad().to_vector(), temp_grad);
+}
