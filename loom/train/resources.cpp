@@ -23,16 +23,14 @@ int threads_per_rank() {
 
 namespace {
 
-// Floats per FMA instruction of the widest kind the build emits and this CPU runs.
+// Floats per FMA instruction of the widest kind this CPU runs. OpenBLAS, which does most of the
+// FLOPs, picks its kernels for the CPU at run time (AVX-512 ones where there is AVX-512), so
+// this is the CPU's width, not that of the ISA Loom's own kernels are compiled for.
 int fma_width() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-#if defined(__AVX512F__)
   if (__builtin_cpu_supports("avx512f")) return 16;
-#endif
-#if defined(__AVX2__) && defined(__FMA__)
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 8;
-#endif
   return 4;  // SSE: a multiply and an add per cycle counted as one 4-wide FMA
 #else
   return 4;

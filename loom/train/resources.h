@@ -16,11 +16,11 @@ struct PeakFlops {
   double flops = 0;   // fp32 FLOP/s
   std::string how;    // the derivation, for the log
 };
-// threads × vector width × 2 FMA units × 2 FLOPs × clock. The vector width is that of the widest
-// FMA both the CPU and Loom's build support (x86-64-v3 builds: 8 floats of AVX2, also on a CPU
-// with AVX-512; LOOM_NATIVE=ON on such a CPU: 16). The clock is cpufreq's maximum, else
-// /proc/cpuinfo's "cpu MHz". Two FMA units per core is an assumption (true of recent x86 server
-// cores); logging.peak_flops overrides all of it.
+// threads × vector width × 2 FMA units × 2 FLOPs × clock: the hardware's peak. The vector width
+// is that of the widest FMA the CPU runs (16 floats with AVX-512, 8 with AVX2), which OpenBLAS
+// uses at run time whatever ISA Loom's own kernels are compiled for. The clock is cpufreq's
+// maximum, else /proc/cpuinfo's "cpu MHz". Two FMA units per core is an assumption (true of
+// recent x86 server cores); logging.peak_flops overrides all of it.
 PeakFlops cpu_peak_flops(int threads);
 
 }  // namespace loom::train

@@ -6,6 +6,7 @@
 
 #include "loom/optim/adamw.h"
 #include "loom/train/generate.h"
+#include "loom/train/checkpoint.h"
 #include "loom/train/resources.h"
 
 using namespace loom;
@@ -87,4 +88,32 @@ TEST(Resources, PeakFlopsScaleWithThreadsAndNameTheirDerivation) {
   EXPECT_GE(one.flops, 4 * 2 * 2 * 1e9);
   EXPECT_LE(one.flops, 16 * 2 * 2 * 6e9);
   EXPECT_NE(one.how.find("1 threads × "), std::string::npos) << one.how;
+}
+
+TEST(TrainState, RoundTripsAndRejectsBadFields) {
+  const train::TrainState s{12, 11, 96, 8, "[training]\nsteps = 20\n"};
+  const train::TrainState back = train::parse_train_state(train::train_state_json(s), "ts.json");
+  EXPECT_EQ(back.step, 12);
+  EXPECT_EQ(back.optimizer_steps, 11);
+  EXPECT_EQ(back.consumed_samples, 96);
+  EXPECT_EQ(back.global_batch, 8);
+  EXPECT_EQ(back.config_toml, s.config_toml);
+  auto error_of = [](const std::string& text) {
+    try {
+      train::parse_train_state(text, "ck/train_state.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "consumed_samples": -4, "global_batch": 8, "config": ""})")
+                .find("ck/train_state.json: field 'consumed_samples' must be a non-negative integer, got -4"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "global_batch": 8, "config": ""})").find("'consumed_samples'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "consumed_samples": 4, "global_batch": 8, "config": 3})").find("'config'"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "loader": {"epoch": 0, "index": 3}, "config": ""})").find("older Loom"),
+            std::string::npos);
+  EXPECT_NE(error_of("[1, 2]").find("not a JSON object"), std::string::npos);
+  EXPECT_NE(error_of("{").find("ck/train_state.json"), std::string::npos);
 }
