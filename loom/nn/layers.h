@@ -14,7 +14,8 @@ class Linear : public Module {
     weight = register_parameter("weight", Tensor::zeros({out, in}));  // (out, in)
     if (bias) this->bias = register_parameter("bias", Tensor::zeros({out}));
   }
-  Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  // Virtual: module surgery puts derived linears (tensor-parallel, LoRA) in a Linear's place.
+  virtual Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
   Tensor weight, bias;
 };
 

@@ -14,7 +14,45 @@ Tensor& Module::register_parameter(const std::string& name, Tensor t) {
 
 void Module::collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const {
   for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out);
+  for (const Child& c : children_) c.module->collect(prefix + c.name + ".", out);
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() const {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  for (const Child& c : children_) {
+    out.emplace_back(c.name, c.module);
+    for (auto& [path, m] : c.module->named_modules()) out.emplace_back(c.name + "." + path, std::move(m));
+  }
+  return out;
+}
+
+const Module::Child* Module::child_on(const std::string& path) const {
+  for (const Child& c : children_)
+    if (path == c.name || (path.size() > c.name.size() && path.compare(0, c.name.size(), c.name) == 0 && path[c.name.size()] == '.'))
+      return &c;
+  return nullptr;
+}
+
+std::shared_ptr<Module> Module::module_at(const std::string& path) const {
+  const Child* c = child_on(path);
+  LOOM_CHECK(c, "module: no module at '{}'", path);
+  return path == c->name ? c->module : c->module->module_at(path.substr(c->name.size() + 1));
+}
+
+void Module::replace_module(const std::string& path, std::shared_ptr<Module> m) {
+  LOOM_CHECK(m != nullptr, "module: replacing '{}' with nothing", path);
+  const Module* parent = this;
+  std::string rest = path;  // the path below parent
+  const Child* c = parent->child_on(rest);
+  while (c && rest != c->name) {
+    rest = rest.substr(c->name.size() + 1);
+    parent = c->module.get();
+    c = parent->child_on(rest);
+  }
+  LOOM_CHECK(c, "module: no module at '{}'", path);
+  Child& child = const_cast<Child&>(*c);  // parent is this or a module this owns
+  LOOM_CHECK(child.bind(m), "module: '{}' cannot hold the replacement: it is not of the type its parent declares", path);
+  child.module = std::move(m);
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {

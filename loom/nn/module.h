@@ -3,6 +3,7 @@
 // move weights in and out by those names.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,17 +30,41 @@ class Module {
   int64_t num_parameters() const;
   void zero_grad();
 
+  // Every module below this one with its dotted path ("layers.3.attn.wq"), parents first.
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules() const;
+  // The module at a dotted path; an error naming the path when there is none.
+  std::shared_ptr<Module> module_at(const std::string& path) const;
+  // Module surgery: m takes the place of the module at `path` (a Linear replaced by a
+  // tensor-parallel or LoRA one, say). The parent's typed member holds m from then on, so m must
+  // be of that member's type or derived from it; named_parameters() lists m's parameters under
+  // the same path.
+  void replace_module(const std::string& path, std::shared_ptr<Module> m);
+
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t);  // sets requires_grad
-  template <typename M> std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
-    children_.emplace_back(name, m);
-    return m;
+  // Adds m as child `name` and stores it in `slot`, the parent's typed member (which must stay
+  // at its address: a member, or an element of a vector that is not resized afterwards).
+  template <typename M> void register_module(const std::string& name, std::shared_ptr<M>& slot, std::shared_ptr<M> m) {
+    slot = m;
+    children_.push_back({name, std::move(m), [&slot](const std::shared_ptr<Module>& n) {
+                           auto typed = std::dynamic_pointer_cast<M>(n);
+                           if (!typed) return false;
+                           slot = std::move(typed);
+                           return true;
+                         }});
   }
 
  private:
+  struct Child {
+    std::string name;
+    std::shared_ptr<Module> module;
+    std::function<bool(const std::shared_ptr<Module>&)> bind;  // stores a replacement in the typed member; false if of another type
+  };
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+  // The child whose name is `path` or a dotted prefix of it.
+  const Child* child_on(const std::string& path) const;
   std::vector<std::pair<std::string, Tensor>> params_;
-  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  std::vector<Child> children_;
 };
 
 }  // namespace loom::nn

@@ -14,10 +14,10 @@ using models::ModelConfig;
 
 Attention::Attention(const ModelConfig& c) : c_(c) {
   const bool qkv_b = c.linear_bias || c.qkv_bias;
-  wq = register_module("wq", std::make_shared<Linear>(c.n_embd, c.n_head * c.head_dim, qkv_b));
-  wk = register_module("wk", std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
-  wv = register_module("wv", std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
-  wo = register_module("wo", std::make_shared<Linear>(c.n_head * c.head_dim, c.n_embd, c.linear_bias));
+  register_module("wq", wq, std::make_shared<Linear>(c.n_embd, c.n_head * c.head_dim, qkv_b));
+  register_module("wk", wk, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
+  register_module("wv", wv, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
+  register_module("wo", wo, std::make_shared<Linear>(c.n_head * c.head_dim, c.n_embd, c.linear_bias));
 }
 
 Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
@@ -50,12 +50,12 @@ Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cac
 
 Mlp::Mlp(const ModelConfig& c) : swiglu_(c.swiglu) {
   if (swiglu_) {
-    gate = register_module("gate", std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
-    up = register_module("up", std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
-    down = register_module("down", std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
+    register_module("gate", gate, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
+    register_module("up", up, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
+    register_module("down", down, std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
   } else {
-    fc = register_module("fc", std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
-    proj = register_module("proj", std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
+    register_module("fc", fc, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
+    register_module("proj", proj, std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
   }
 }
 
@@ -65,10 +65,10 @@ Tensor Mlp::forward(const Tensor& x) const {
 }
 
 Block::Block(const ModelConfig& c) {
-  attn_norm = register_module("attn_norm", std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
-  attn = register_module("attn", std::make_shared<Attention>(c));
-  mlp_norm = register_module("mlp_norm", std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
-  mlp = register_module("mlp", std::make_shared<Mlp>(c));
+  register_module("attn_norm", attn_norm, std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
+  register_module("attn", attn, std::make_shared<Attention>(c));
+  register_module("mlp_norm", mlp_norm, std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
+  register_module("mlp", mlp, std::make_shared<Mlp>(c));
 }
 
 Tensor Block::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
@@ -78,10 +78,11 @@ Tensor Block::forward(const Tensor& x, const Tensor& positions, KVCache* cache, 
 
 TransformerLM::TransformerLM(const ModelConfig& config) : c_(config) {
   c_.validate();
-  tok_emb = register_module("tok_emb", std::make_shared<Embedding>(c_.padded_vocab, c_.n_embd));
-  if (!c_.rope) pos_emb = register_module("pos_emb", std::make_shared<Embedding>(c_.max_seq_len, c_.n_embd));
-  for (int64_t i = 0; i < c_.n_layer; ++i) layers.push_back(register_module("layers." + std::to_string(i), std::make_shared<Block>(c_)));
-  norm = register_module("norm", std::make_shared<Norm>(c_.n_embd, c_.rms_norm, c_.norm_eps));
+  register_module("tok_emb", tok_emb, std::make_shared<Embedding>(c_.padded_vocab, c_.n_embd));
+  if (!c_.rope) register_module("pos_emb", pos_emb, std::make_shared<Embedding>(c_.max_seq_len, c_.n_embd));
+  layers.resize(size_t(c_.n_layer));  // never resized again: the children are bound to these slots
+  for (size_t i = 0; i < layers.size(); ++i) register_module("layers." + std::to_string(i), layers[i], std::make_shared<Block>(c_));
+  register_module("norm", norm, std::make_shared<Norm>(c_.n_embd, c_.rms_norm, c_.norm_eps));
   lm_head = c_.tied_head ? tok_emb->weight : register_parameter("lm_head.weight", Tensor::zeros({c_.padded_vocab, c_.n_embd}));
 }
 

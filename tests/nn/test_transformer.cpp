@@ -6,6 +6,7 @@
 
 #include "loom/autograd/function.h"
 #include "loom/nn/transformer.h"
+#include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
 
 using namespace loom;
@@ -99,4 +100,51 @@ TEST(TransformerLM, RejectsBadConfigsAndInputs) {
   nn::TransformerLM m(models::preset("gpt2-tiny"));
   EXPECT_THROW(m.forward(Tensor::from_ints({1, 300}, {1, 2})), Error);  // id >= padded vocab
   EXPECT_THROW(m.forward(Tensor::zeros({1, 129}, DType::i64)), Error);  // longer than max_seq_len
+}
+
+namespace {
+// A Linear whose output is scaled by a parameter of its own: stands in for the tensor-parallel
+// and LoRA linears that module surgery will put in a Linear's place.
+class ScaledLinear : public nn::Linear {
+ public:
+  ScaledLinear(const nn::Linear& base, double s) : nn::Linear(base.weight.size(1), base.weight.size(0), base.bias.defined()) {
+    autograd::NoGradGuard no_grad;
+    ops::copy_(weight, base.weight);
+    if (bias.defined()) ops::copy_(bias, base.bias);
+    scale = register_parameter("scale", Tensor::full({1}, s));
+  }
+  Tensor forward(const Tensor& x) const override { return ops::mul(nn::Linear::forward(x), scale); }
+  Tensor scale;
+};
+}  // namespace
+
+TEST(Module, SurgeryReplacesALinearEverywhereItIsSeen) {
+  nn::TransformerLM model(models::preset("gpt2-tiny"));
+  model.init(2);
+  Tensor ids = Tensor::from_ints({1, 2, 3, 4, 5}, {1, 5});
+  const std::vector<double> before = model.forward(ids).to_vector();
+  EXPECT_EQ(model.module_at("layers.1.attn.wq").get(), model.layers[1]->attn->wq.get());
+  // Scale 1: same outputs through the replacement; its parameter appears under the path.
+  auto& wq = *model.layers[1]->attn->wq;
+  model.replace_module("layers.1.attn.wq", std::make_shared<ScaledLinear>(wq, 1.0));
+  EXPECT_NE(dynamic_cast<ScaledLinear*>(model.layers[1]->attn->wq.get()), nullptr) << "the typed member holds the replacement";
+  EXPECT_EQ(model.forward(ids).to_vector(), before);
+  const auto state = model.state_dict();
+  EXPECT_TRUE(state.count("layers.1.attn.wq.scale"));
+  EXPECT_TRUE(state.count("layers.1.attn.wq.weight"));
+  // Scale 0 on the whole MLP output projection of block 0 changes the result.
+  auto& proj = *model.layers[0]->mlp->proj;
+  model.replace_module("layers.0.mlp.proj", std::make_shared<ScaledLinear>(proj, 0.0));
+  EXPECT_NE(model.forward(ids).to_vector(), before);
+  size_t linears = 0;
+  for (const auto& [path, m] : model.named_modules()) linears += dynamic_cast<nn::Linear*>(m.get()) != nullptr;
+  EXPECT_EQ(linears, size_t(model.config().n_layer) * 6);  // wq, wk, wv, wo, fc, proj per block
+  try {
+    model.replace_module("layers.0.attn.wk", std::make_shared<nn::Norm>(4, true, 1e-5));
+    ADD_FAILURE() << "a Norm took a Linear's place";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'layers.0.attn.wk' cannot hold the replacement"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(model.module_at("layers.9.attn"), Error);
+  EXPECT_THROW(model.module_at("layers.1.att"), Error);
 }
