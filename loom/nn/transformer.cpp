@@ -21,10 +21,12 @@ Attention::Attention(const ModelConfig& c) : c_(c) {
 }
 
 Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
+  // Head counts come from the projections: under tensor parallelism they hold this rank's heads.
   const int64_t B = x.size(0), T = x.size(1), D = c_.head_dim;
-  Tensor q = ops::reshape(wq->forward(x), {B, T, c_.n_head, D});      // (B, T, H, D)
-  Tensor k = ops::reshape(wk->forward(x), {B, T, c_.n_kv_head, D});   // (B, T, Hkv, D)
-  Tensor v = ops::reshape(wv->forward(x), {B, T, c_.n_kv_head, D});
+  const int64_t H = wq->weight.size(0) / D, Hkv = wk->weight.size(0) / D;
+  Tensor q = ops::reshape(wq->forward(x), {B, T, H, D});    // (B, T, H, D)
+  Tensor k = ops::reshape(wk->forward(x), {B, T, Hkv, D});  // (B, T, Hkv, D)
+  Tensor v = ops::reshape(wv->forward(x), {B, T, Hkv, D});
   if (c_.rope) {
     q = ops::rope(q, c_.rope_theta, positions);
     k = ops::rope(k, c_.rope_theta, positions);
@@ -45,7 +47,7 @@ Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cac
     cache->v[layer] = ops::contiguous(v).detach();
   }
   Tensor y = ops::scaled_dot_product_attention(q, k, v, true);               // (B, H, T, D)
-  return wo->forward(ops::reshape(ops::transpose(y, 1, 2), {B, T, c_.n_head * D}));
+  return wo->forward(ops::reshape(ops::transpose(y, 1, 2), {B, T, H * D}));
 }
 
 Mlp::Mlp(const ModelConfig& c) : swiglu_(c.swiglu) {

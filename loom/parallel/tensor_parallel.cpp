@@ -1,0 +1,66 @@
+// Column- and row-parallel linears and the plan that puts them into a TransformerLM.
+#include "loom/parallel/tensor_parallel.h"
+
+#include "loom/autograd/function.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
+#include "loom/parallel/mappings.h"
+
+namespace loom::parallel {
+
+namespace {
+
+int64_t shard(int64_t n, const dist::Group& g, const char* what) {
+  LOOM_CHECK(n % g.size() == 0, "tensor parallel: {} of {} does not split over {} ranks", what, n, g.size());
+  return n / g.size();
+}
+
+void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
+  autograd::NoGradGuard no_grad;
+  ops::copy_(dst, ops::narrow(src, dim, start, dst.size(dim)));
+}
+
+}  // namespace
+
+ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group)
+    : nn::Linear(whole.weight.size(1), shard(whole.weight.size(0), *group, "output features"), whole.bias.defined()),
+      group_(std::move(group)) {
+  const int64_t rows = weight.size(0), start = group_->rank() * rows;
+  copy_slice(weight, whole.weight, 0, start);
+  if (bias.defined()) copy_slice(bias, whole.bias, 0, start);
+}
+
+Tensor ColumnParallelLinear::forward(const Tensor& x) const { return ops::linear(copy_to(x, group_), weight, bias); }
+
+RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group)
+    : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined()),
+      group_(std::move(group)) {
+  copy_slice(weight, whole.weight, 1, group_->rank() * weight.size(1));
+  if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
+}
+
+Tensor RowParallelLinear::forward(const Tensor& x) const {
+  Tensor y = reduce_from(ops::linear(x, weight, Tensor()), group_);
+  return bias.defined() ? ops::add(y, bias) : y;
+}
+
+void apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group) {
+  const models::ModelConfig& c = model.config();
+  shard(c.n_head, *group, "attention heads");
+  shard(c.n_kv_head, *group, "kv heads");  // fewer kv heads than ranks would need replicated kv heads
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    const std::string block = "layers." + std::to_string(i) + ".";
+    auto column = [&](const std::string& path) {
+      model.replace_module(block + path, std::make_shared<ColumnParallelLinear>(dynamic_cast<nn::Linear&>(*model.module_at(block + path)), group));
+    };
+    auto row = [&](const std::string& path) {
+      model.replace_module(block + path, std::make_shared<RowParallelLinear>(dynamic_cast<nn::Linear&>(*model.module_at(block + path)), group));
+    };
+    for (const char* p : {"attn.wq", "attn.wk", "attn.wv"}) column(p);
+    row("attn.wo");
+    for (const char* p : c.swiglu ? std::vector<const char*>{"mlp.gate", "mlp.up"} : std::vector<const char*>{"mlp.fc"}) column(p);
+    row(c.swiglu ? "mlp.down" : "mlp.proj");
+  }
+}
+
+}  // namespace loom::parallel

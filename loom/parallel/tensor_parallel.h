@@ -1,0 +1,47 @@
+// Tensor parallelism (Megatron-style), applied to a model from outside by module surgery:
+// column-parallel linears keep a slice of the output features, row-parallel ones a slice of the
+// input features, and the paired collectives of mappings.h move activations and gradients.
+// In each block, attention's q/k/v projections are column-parallel (whole heads per rank, so
+// attention runs on local heads) and its output projection row-parallel; the MLP's up
+// projections (fc, or SwiGLU's gate and up) are column-parallel and its down projection
+// row-parallel. Embeddings, norms and the head stay replicated; their gradients come out
+// identical on every rank of the group, so they need no communication.
+// Not yet: sequence parallelism, vocabulary-parallel embedding and loss, kv heads fewer than
+// ranks (replicated kv heads), sharded checkpoints, the trainer's parallel.tp.
+#pragma once
+
+#include <memory>
+
+#include "loom/dist/group.h"
+#include "loom/nn/transformer.h"
+
+namespace loom::parallel {
+
+// The rank's rows [r·out/n, (r+1)·out/n) of a whole linear's weight and bias. Input replicated,
+// output sharded along its last dim.
+class ColumnParallelLinear : public nn::Linear {
+ public:
+  ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group);
+  Tensor forward(const Tensor& x) const override;
+
+ private:
+  std::shared_ptr<dist::Group> group_;
+};
+
+// The rank's columns [r·in/n, (r+1)·in/n) of a whole linear's weight; the bias whole, added
+// once after the partial products are summed. Input sharded along its last dim, output replicated.
+class RowParallelLinear : public nn::Linear {
+ public:
+  RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group);
+  Tensor forward(const Tensor& x) const override;
+
+ private:
+  std::shared_ptr<dist::Group> group_;
+};
+
+// Replaces every block's linears by their tensor-parallel forms over `group`. The model's
+// weights must already hold their whole values (each rank keeps its slice of them). Errors
+// name the size that does not divide: heads, kv heads, MLP width.
+void apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group);
+
+}  // namespace loom::parallel
