@@ -38,11 +38,12 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
   if (h[1] != 1 && h[1] != 2) fail(fmt::format("data: shard {} has unsupported version {} (1 = uint16, 2 = uint32 tokens)", path, h[1]));
   wide_ = h[1] == 2;
   // Token count: header slot 2 (llm.c); slot 3 holds the high 32 bits for huge uint32 shards.
-  ntok_ = int64_t(uint32_t(h[2])) | (int64_t(uint32_t(h[3])) << 32);
-  const size_t expect = 1024 + size_t(ntok_) * (wide_ ? 4 : 2);
-  if (map_bytes_ != expect)
-    fail(fmt::format("data: shard {} is {} bytes but its header promises {} tokens ({} bytes); truncated or corrupt", path, map_bytes_,
-                     ntok_, expect));
+  // Compared with the count the file holds, not multiplied out: a count near 2^64 would wrap.
+  const uint64_t ntok = uint64_t(uint32_t(h[2])) | (uint64_t(uint32_t(h[3])) << 32), width = wide_ ? 4 : 2;
+  if (ntok != (map_bytes_ - 1024) / width || (map_bytes_ - 1024) % width != 0)
+    fail(fmt::format("data: shard {} is {} bytes but its header promises {} tokens of {} bytes after the 1024-byte header; truncated or "
+                     "corrupt", path, map_bytes_, ntok, width));
+  ntok_ = int64_t(ntok);
   tokens_ = static_cast<const char*>(map_) + 1024;
 }
 

@@ -143,6 +143,13 @@ TEST(Loader, RejectsBadShards) {
     f.write(reinterpret_cast<char*>(h.data()), 1024);
   }
   expect_error([&] { data::TokenShard s(d.file("bad_magic.bin")); }, "bad magic 12345");
+  {  // 2^63 + 3 uint32 tokens: their byte count wraps around 2^64 to the 12 bytes there are
+    std::fstream f(d.file("wrap.bin"), std::ios::out | std::ios::binary);
+    std::vector<int32_t> h(256 + 3, 0);
+    h[0] = data::kShardMagic, h[1] = 2, h[2] = 3, h[3] = INT32_MIN;
+    f.write(reinterpret_cast<char*>(h.data()), 1024 + 12);
+  }
+  expect_error([&] { data::TokenShard s(d.file("wrap.bin")); }, "promises 9223372036854775811 tokens");
   fs::copy_file(d.file("good.bin"), d.file("trunc.bin"));
   fs::resize_file(d.file("trunc.bin"), 1024 + 150);
   expect_error([&] { data::TokenShard s(d.file("trunc.bin")); }, "truncated");
