@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "loom/core/error.h"
 #include "loom/core/rng.h"
@@ -140,6 +141,9 @@ void DataLoader::read_window(int64_t w, int64_t* in, int64_t* tgt) const {
 }
 
 Batch DataLoader::next() {
+  // The position may come from a checkpoint's train_state.json: this batch must not overflow it.
+  LOOM_CHECK(consumed_ <= std::numeric_limits<int64_t>::max() - B_ * parts_, "{}: position {} leaves no room for {} more sequences", key_,
+             consumed_, B_ * parts_);
   Batch b{Tensor::empty({B_, T_}, DType::i64), Tensor::empty({B_, T_}, DType::i64)};
   const int64_t per_epoch = sequences_per_epoch();
   for (int64_t i = 0; i < B_; ++i) {

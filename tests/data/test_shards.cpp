@@ -159,6 +159,13 @@ TEST(Loader, RejectsBadShards) {
   expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 2, 10, false, 0, 15); dl.next(); }, "token id 15");
   expect_error([&] { data::DataLoader dl(d.file("nothing*.bin"), "data.val", 2, 10, false, 0, 50); }, "data.val: no shard files");
   expect_error([&] { data::DataLoader dl(d.file("good.bin"), "data.train", 8, 64, false, 0, 500); }, "fewer than one batch");
+  expect_error(  // a position read from train_state.json, just short of 2^63: the batch overflowed it
+      [&] {
+        data::DataLoader dl(d.file("good.bin"), "data.train", 2, 10, true, 0, 500);
+        dl.set_consumed(INT64_MAX - 1);
+        dl.next();
+      },
+      "position 9223372036854775806 leaves no room for 2 more sequences");
 }
 
 TEST(Loader, PartsSplitTheSameGlobalBatch) {
