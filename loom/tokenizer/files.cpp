@@ -61,24 +61,35 @@ struct FileVocab {
 };
 
 void put_token(FileVocab& v, int32_t id, std::string bytes, std::string_view where) {
-  if (size_t(id) >= v.tokens.size()) v.tokens.resize(size_t(id) + 1);
   LOOM_CHECK(v.tokens[id].empty() || v.tokens[id] == bytes,
              "tokenizer: {}: id {} is given to both {:?} and {:?}", where, id, v.tokens[id], bytes);
   v.tokens[id] = std::move(bytes);
 }
 
 // `vocab` maps token strings to ids; ids in `literal` (added tokens) keep their own content.
+// Tokens are kept in a table by id, so the ids must be dense enough for the table to stay the
+// size of the file: at least half of the ids up to the largest are given.
 FileVocab parse_vocab(const json& vocab, std::string_view where,
                       const std::unordered_map<int32_t, std::string>& literal) {
   LOOM_CHECK(vocab.is_object(), "tokenizer: {}: expected an object of token → id, got {}",
              where, vocab.type_name());
-  FileVocab v;
-  v.ids.reserve(vocab.size());
+  int64_t largest = -1;
   for (const auto& [str, val] : vocab.items()) {
     LOOM_CHECK(val.is_number_integer() && val.get<int64_t>() >= 0 &&
                    val.get<int64_t>() < INT32_MAX,
                "tokenizer: {}: token {:?} has id {}, expected an integer in [0, 2^31)", where,
                str, val.dump());
+    largest = std::max(largest, val.get<int64_t>());
+  }
+  for (const auto& [id, content] : literal) largest = std::max<int64_t>(largest, id);
+  const size_t given = vocab.size() + literal.size();
+  LOOM_CHECK(largest < int64_t(2 * given), "tokenizer: {}: ids run up to {} but only {} tokens "
+             "are given; at most half of the ids below the largest may be unused", where,
+             largest, given);
+  FileVocab v;
+  v.tokens.resize(size_t(largest + 1));
+  v.ids.reserve(vocab.size());
+  for (const auto& [str, val] : vocab.items()) {
     const auto id = val.get<int32_t>();
     v.ids.emplace(str, id);
     if (literal.contains(id)) continue;

@@ -284,6 +284,11 @@ TEST_F(BadFiles, FailWithTheFileName) {
   expect_error([&] { Tokenizer::load(other_pre); }, {other_pre.string(), "pre_tokenizer"});
 
   j = t.tokenizer_json(false);
+  j["model"]["vocab"]["x"] = 1000000;  // tokens are kept by id: a table of a million for 262 tokens
+  const auto sparse = write("sparse.json", j.dump());
+  expect_error([&] { Tokenizer::load(sparse); }, {sparse.string(), "ids run up to 1000000"});
+
+  j = t.tokenizer_json(false);
   j["model"]["vocab"].erase("\xC3\xBF");  // the byte 0xFF
   const auto no_byte = write("nobyte.json", j.dump());
   expect_error([&] { Tokenizer::load(no_byte); }, {no_byte.string(), "byte 0xFF"});
