@@ -44,13 +44,9 @@ constexpr std::array<int16_t, kCodeLimit> make_code_map() {
 }
 constexpr std::array<int16_t, kCodeLimit> kCodeToByte = make_code_map();
 
+// Strict: nesting is capped, so no message that quotes a value can recurse off the stack.
 json read_json(const fs::path& file) {
-  const std::string text = io::read_text_file(file);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(fmt::format("tokenizer: {}: invalid JSON: {}", file.string(), e.what()));
-  }
+  return io::parse_json(io::read_text_file(file), "tokenizer: " + file.string());
 }
 
 // A vocabulary as read from a file: token bytes by id, and ids by the file's token strings

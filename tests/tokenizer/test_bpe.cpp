@@ -250,6 +250,10 @@ TEST_F(BadFiles, FailWithTheFileName) {
   expect_error([&] { Tokenizer::load(dir_); }, {dir_.string(), "holds none"});
   const auto garbled = write("garbled/tokenizer.json", "{\"model\": {\"vocab\": ");
   expect_error([&] { Tokenizer::load(garbled); }, {garbled.string(), "invalid JSON"});
+  // A merge nested a million deep: quoting it in the error message overflowed the stack.
+  const auto deep = write("deep.json", "{\"model\": {\"vocab\": {}, \"merges\": [" +
+                                           std::string(1'000'000, '[') + std::string(1'000'000, ']') + "]}}");
+  expect_error([&] { Tokenizer::load(deep); }, {deep.string(), "nested deeper"});
   const auto not_tok = write("not_tok.json", "[1, 2]");
   expect_error([&] { Tokenizer::load(not_tok); }, {not_tok.string(), "model"});
 
