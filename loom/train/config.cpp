@@ -2,6 +2,10 @@
 // TOML dump all agree on the set of keys.
 #include "loom/train/config.h"
 
+// toml++ 3.3 asserts on some keys (a table header `[/x]`) that its parser goes on to reject with
+// a proper parse error; the assertion would abort `loom train` on a bad config instead. This file
+// is the only one that includes toml++, so its checks are off consistently.
+#define TOML_ASSERT(expr) static_assert(true)
 #include <toml++/toml.h>
 
 #include <functional>

@@ -31,6 +31,8 @@ TEST_F(BadInput, Config) {
   expect_error(base + "--config " + (d / "missing.toml"), {"missing.toml"});
   write("garbled.toml", "[training\nsteps = 3\n");
   expect_error(base + "--config " + (d / "garbled.toml"), {"garbled.toml", "line 1"});
+  write("slash.toml", "[/data]\n");  // toml++ 3.3 asserted (abort) on it
+  expect_error(base + "--config " + (d / "slash.toml"), {"slash.toml", "line 1"});
   write("unknown.toml", "[training]\nstepz = 3\n");
   expect_error(base + "--config " + (d / "unknown.toml"), {"training.stepz", "unknown.toml"});
   write("type.toml", "[training]\nsteps = \"ten\"\n");
