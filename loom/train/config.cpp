@@ -88,7 +88,27 @@ void set_from_toml(const Field& f, const toml::node& n, const std::string& key, 
       f);
 }
 
+// True when s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool is_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto b = uint8_t(s[i]);
+    const size_t n = b < 0x80 ? 1 : (b >= 0xC2 && b <= 0xDF) ? 2 : (b >= 0xE0 && b <= 0xEF) ? 3 : (b >= 0xF0 && b <= 0xF4) ? 4 : 0;
+    if (n == 0 || n > s.size() - i) return false;
+    char32_t cp = n == 1 ? b : b & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto c = uint8_t(s[i + k]);
+      if ((c & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return false;
+    i += n;
+  }
+  return true;
+}
+
 void set_from_string(const Field& f, const std::string& text, const std::string& key) {
+  // TOML is UTF-8: any other bytes would be saved (in checkpoints) as a different string.
+  LOOM_CHECK(is_utf8(text), "config: key '{}' (command line): the value is not valid UTF-8", key);
   // Parse the value as a TOML value so both forms accept the same syntax; bare words are strings.
   toml::table t;
   try {
