@@ -198,8 +198,12 @@ std::string to_toml(const TrainConfig& c_in) {
         },
         f);
   }
+  // Basic strings only: toml++ 3.3 writes a value that holds ''' and a newline as a multi-line
+  // literal string, which that value ends early.
+  toml::toml_formatter out(
+      root, toml::toml_formatter::default_flags & ~(toml::format_flags::allow_literal_strings | toml::format_flags::allow_multi_line_strings));
   std::ostringstream os;
-  os << root << "\n";
+  os << out << "\n";
   return os.str();
 }
 

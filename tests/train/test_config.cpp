@@ -7,6 +7,19 @@
 
 using namespace loom;
 
+TEST(Config, DumpReadsBackAsTheSameConfig) {
+  // toml++ wrote a string holding ''' and a newline as a multi-line literal string that the
+  // value itself ended early.
+  const std::string odd = "a'''b\nc \"quoted\" \\ tab\t caf\xC3\xA9 '''";
+  const train::TrainConfig c = train::parse_config("[data]\ntrain = \"x.bin\"\n", "a.toml", {"data.val=" + odd, "optimizer.lr=3e-4"});
+  ASSERT_EQ(c.data_val, odd);
+  const std::string dumped = train::to_toml(c);
+  const train::TrainConfig back = train::parse_config(dumped, "dumped.toml", {});
+  EXPECT_EQ(back.data_val, odd);
+  EXPECT_EQ(back.lr, 3e-4);
+  EXPECT_EQ(train::to_toml(back), dumped);
+}
+
 TEST(Config, OverrideThatIsNotUtf8IsAnError) {
   // TOML is UTF-8: the dump would have saved these bytes as other characters.
   try {
