@@ -278,6 +278,7 @@ void ShardedCheckpoint::read(const std::string& name, int64_t begin, int64_t end
   LOOM_CHECK(0 <= begin && begin <= end && end <= numel, "{}: range [{}, {}) is outside [0, {})", at, begin, end, numel);
   LOOM_CHECK(out.defined() && out.device().is_cpu() && out.dtype() == DType::f32 && out.is_contiguous() && out.numel() == end - begin,
              "{}: reading [{}, {}) needs a contiguous CPU f32 tensor of {} elements to write to", at, begin, end, end - begin);
+  if (begin == end) return;  // nothing to read, and out has no memory to copy to
   float* dst = out.data<float>();
   const std::vector<Shard>& shards = it->second;
   auto s = std::partition_point(shards.begin(), shards.end(), [&](const Shard& sh) { return sh.end <= begin; });
