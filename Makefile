@@ -2,8 +2,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+ASAN_BUILD ?= build-asan
 
-.PHONY: deps build test train bench clean
+.PHONY: deps build test test-asan train bench clean
 
 deps:
 	scripts/install-deps
@@ -15,6 +16,13 @@ build: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 
+# The unit, cli and dist tests built with AddressSanitizer and UBSan (GCC). No CUDA: its
+# runtime and ASan's shadow memory do not mix.
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Release -DLOOM_SANITIZE=ON -DLOOM_CUDA=OFF $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j 2 -L '^(unit|cli|dist)$$'
+
 train: build
 	BUILD=$(BUILD) scripts/demo
 
@@ -22,4 +30,4 @@ bench: build
 	bench/run
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)
