@@ -3,8 +3,10 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: deps build test test-asan train bench clean
+.PHONY: deps build test test-asan fuzz train bench clean
 
 deps:
 	scripts/install-deps
@@ -23,6 +25,12 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j 2 -L '^(unit|cli|dist)$$'
 
+# Builds the libFuzzer targets with clang and runs each for FUZZ_SECONDS; a crash fails.
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DLOOM_FUZZ=ON -DLOOM_CUDA=OFF -DCMAKE_CXX_COMPILER=clang++-14
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 train: build
 	BUILD=$(BUILD) scripts/demo
 
@@ -30,4 +38,4 @@ bench: build
 	bench/run
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
