@@ -21,5 +21,6 @@ Command add_prepare(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_tokenizer(CLI::App& app);
+Command add_plot(CLI::App& app);
 
 }  // namespace loom::cli

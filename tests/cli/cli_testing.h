@@ -37,6 +37,15 @@ inline RunResult run_loom(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
 }
 
+// Bad input: exit code 2 and exactly one `error:` line, which contains every needle.
+inline void expect_one_error(const RunResult& r, std::initializer_list<std::string> needles, const std::string& args) {
+  EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+  size_t errors = 0;
+  for (size_t p = 0; (p = r.out.find("error:", p)) != std::string::npos; ++p) ++errors;
+  EXPECT_EQ(errors, 1u) << r.out;
+  for (const std::string& n : needles) EXPECT_NE(r.out.find(n), std::string::npos) << "missing '" << n << "' in: " << r.out;
+}
+
 struct ScratchDir {
   fs::path path;
   ScratchDir() {

@@ -15,14 +15,7 @@ struct BadInput : ::testing::Test {
   }
   void write(const std::string& name, const std::string& text) { std::ofstream(d / name, std::ios::binary) << text; }
   // Runs args, expects exit 2 and a single error line containing every needle.
-  void expect_error(const std::string& args, std::initializer_list<std::string> needles) {
-    RunResult r = run_loom(args);
-    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
-    size_t errors = 0;
-    for (size_t p = 0; (p = r.out.find("error:", p)) != std::string::npos; ++p) ++errors;
-    EXPECT_EQ(errors, 1u) << r.out;
-    for (const std::string& n : needles) EXPECT_NE(r.out.find(n), std::string::npos) << "missing '" << n << "' in: " << r.out;
-  }
+  void expect_error(const std::string& args, std::initializer_list<std::string> needles) { expect_one_error(run_loom(args), needles, args); }
 };
 
 }  // namespace
