@@ -122,7 +122,8 @@ Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {
   if (pos_emb) x = x + pos_emb->forward(positions);
   for (size_t i = 0; i < layers.size(); ++i) {
     BlockFn block = [layer = layers[i], positions, cache, i](const Tensor& in) { return layer->forward(in, positions, cache, i); };
-    for (const auto& [id, wrap] : *wrappers_) block = [wrap, inner = std::move(block), i](const Tensor& in) { return wrap(i, in, inner); };
+    // An init-capture: clang 14 (the fuzz build) cannot capture a structured binding by name.
+    for (const auto& [id, wrap] : *wrappers_) block = [wrap = wrap, inner = std::move(block), i](const Tensor& in) { return wrap(i, in, inner); };
     x = block(x);
   }
   return ops::linear(norm->forward(x), lm_head);  // (B, T, Vp)
