@@ -172,7 +172,7 @@ TensorMap read_safetensors(const fs::path& path, Metadata* metadata) {
       t = Tensor::from_storage(file, e.shape, e.dtype, int64_t(at / esize));
     } else {
       t = Tensor::empty(e.shape, e.dtype);
-      std::memcpy(t.raw_data(), bytes + at, e.end - e.begin);
+      if (e.end > e.begin) std::memcpy(t.raw_data(), bytes + at, e.end - e.begin);  // an empty tensor has no memory
     }
     out.emplace(std::move(e.name), std::move(t));
   }

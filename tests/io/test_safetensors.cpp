@@ -83,12 +83,15 @@ TEST(Safetensors, OrdersByAlignmentThenName) {
 
 TEST(Safetensors, ReadsHandcraftedFileIncludingUnalignedTensors) {
   TempDir dir;
-  // "u" occupies 3 bytes, so "f" starts at an odd address and must be copied out.
-  const std::string header = "{" + entry("u", "U8", "[3]", 0, 3) + "," + entry("f", "F32", "[2]", 3, 11) + "}  ";
+  // "u" occupies 3 bytes, so "f" starts at an odd address and must be copied out; so would "e",
+  // which has no bytes (and a copy to no memory was undefined behaviour).
+  const std::string header =
+      "{" + entry("u", "U8", "[3]", 0, 3) + "," + entry("f", "F32", "[2]", 3, 11) + "," + entry("e", "F64", "[0,6]", 3, 3) + "}";
   write_bytes(dir / "h", st_file(header, "\x07\x08\x09" + le_all<float>({2.5f, -4.0f})));
   TensorMap got = read_safetensors(dir / "h");
   EXPECT_EQ(got.at("u").to_ints(), (std::vector<int64_t>{7, 8, 9}));
   EXPECT_EQ(got.at("f").to_vector(), (std::vector<double>{2.5, -4.0}));
+  EXPECT_EQ(got.at("e").shape(), (Shape{0, 6}));
 }
 
 TEST(Safetensors, WritingAReadTensorLeavesTheFileAlone) {
