@@ -49,7 +49,13 @@ Axis nice_axis(double lo, double hi, int target_ticks) {
   const double frac = raw / mag;
   const double step = (frac <= 1 ? 1 : frac <= 2 ? 2 : frac <= 5 ? 5 : 10) * mag;
   Axis a{std::floor(lo / step) * step, std::ceil(hi / step) * step, {}};
-  for (double t = a.lo; t <= a.hi + step * 1e-6; t += step) a.ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
+  // Tick k is lo + k·step, counted, not summed: a sum stalls where step is below the values'
+  // precision (steps near 1e17), and there are never more than target_ticks + 3 ticks.
+  for (int k = 0; k <= target_ticks + 2; ++k) {
+    const double t = a.lo + k * step;
+    if (!(t <= a.hi + step * 1e-6)) break;
+    a.ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
+  }
   return a;
 }
 
