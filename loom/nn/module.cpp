@@ -26,31 +26,26 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
   return out;
 }
 
-const Module::Child* Module::child_on(const std::string& path) const {
-  for (const Child& c : children_)
-    if (path == c.name || (path.size() > c.name.size() && path.compare(0, c.name.size(), c.name) == 0 && path[c.name.size()] == '.'))
-      return &c;
-  return nullptr;
+Module::Child& Module::child_at(const std::string& path) const {
+  const Module* parent = this;
+  std::string rest = path;  // the path below parent
+  for (;;) {
+    const Child* found = nullptr;
+    for (const Child& c : parent->children_)
+      if (rest == c.name || (rest.size() > c.name.size() && rest.compare(0, c.name.size(), c.name) == 0 && rest[c.name.size()] == '.'))
+        found = &c;
+    LOOM_CHECK(found, "module: no module at '{}'", path);
+    if (rest == found->name) return const_cast<Child&>(*found);  // held by this module or one it owns
+    rest = rest.substr(found->name.size() + 1);
+    parent = found->module.get();
+  }
 }
 
-std::shared_ptr<Module> Module::module_at(const std::string& path) const {
-  const Child* c = child_on(path);
-  LOOM_CHECK(c, "module: no module at '{}'", path);
-  return path == c->name ? c->module : c->module->module_at(path.substr(c->name.size() + 1));
-}
+std::shared_ptr<Module> Module::module_at(const std::string& path) const { return child_at(path).module; }
 
 void Module::replace_module(const std::string& path, std::shared_ptr<Module> m) {
   LOOM_CHECK(m != nullptr, "module: replacing '{}' with nothing", path);
-  const Module* parent = this;
-  std::string rest = path;  // the path below parent
-  const Child* c = parent->child_on(rest);
-  while (c && rest != c->name) {
-    rest = rest.substr(c->name.size() + 1);
-    parent = c->module.get();
-    c = parent->child_on(rest);
-  }
-  LOOM_CHECK(c, "module: no module at '{}'", path);
-  Child& child = const_cast<Child&>(*c);  // parent is this or a module this owns
+  Child& child = child_at(path);
   LOOM_CHECK(child.bind(m), "module: '{}' cannot hold the replacement: it is not of the type its parent declares", path);
   child.module = std::move(m);
 }

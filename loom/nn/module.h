@@ -61,8 +61,8 @@ class Module {
     std::function<bool(const std::shared_ptr<Module>&)> bind;  // stores a replacement in the typed member; false if of another type
   };
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
-  // The child whose name is `path` or a dotted prefix of it.
-  const Child* child_on(const std::string& path) const;
+  // The child entry, in this module or below, that the dotted path names; an error if none.
+  Child& child_at(const std::string& path) const;
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<Child> children_;
 };

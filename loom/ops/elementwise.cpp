@@ -253,9 +253,8 @@ void check_inplace(const char* op, const Tensor& dst, const Tensor* src) {
   LOOM_CHECK(dst.defined() && (!src || src->defined()), "{}: undefined tensor", op);
   LOOM_CHECK(!(autograd::grad_enabled() && dst.requires_grad()), "{}: in-place update of a tensor that requires grad", op);
   if (!src) return;
-  bool fits = src->ndim() <= dst.ndim();
-  for (int64_t i = 1; fits && i <= src->ndim(); ++i) fits = src->size(-i) == 1 || src->size(-i) == dst.size(-i);
-  LOOM_CHECK(fits, "{}: source of shape {} does not broadcast to destination shape {}", op, src->shape(), dst.shape());
+  LOOM_CHECK(broadcast_shapes(src->shape(), dst.shape(), op) == dst.shape(), "{}: source of shape {} does not broadcast to destination shape {}",
+             op, src->shape(), dst.shape());
 }
 }  // namespace
 

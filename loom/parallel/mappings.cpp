@@ -26,12 +26,6 @@ std::vector<int64_t> back_order(int64_t dim, int64_t ndim) {  // the inverse of 
   return order;
 }
 
-int64_t check_dim(const Tensor& x, int64_t dim, const char* op) {
-  const int64_t d = dim < 0 ? dim + x.ndim() : dim;
-  LOOM_CHECK(d >= 0 && d < x.ndim(), "{}: dim {} is out of range for shape {}", op, dim, x.shape());
-  return d;
-}
-
 // Whole-tensor collectives on autograd-free values.
 Tensor all_reduce(const Tensor& x, dist::Group& g) {
   Tensor y = ops::clone(x.detach());  // contiguous, and never x's own memory
@@ -39,32 +33,36 @@ Tensor all_reduce(const Tensor& x, dist::Group& g) {
   return y;
 }
 
-Tensor gather_along(const Tensor& x, dist::Group& g, int64_t dim) {
+int64_t split_size(const Tensor& x, dist::Group& g, int64_t dim, const char* op) {
+  LOOM_CHECK(x.size(dim) % g.size() == 0, "{}: size {} of dim {} does not split over {} ranks of {}", op, x.size(dim), dim, g.size(), g.name());
+  return x.size(dim) / g.size();
+}
+
+// Runs collective(in, out) on flat buffers of x with dim moved to the front, where out's front
+// dim holds `rows` entries, and moves dim back.
+template <typename F>
+Tensor through_front(const Tensor& x, int64_t dim, int64_t rows, F collective) {
   const int64_t n = x.ndim();
   Tensor front = ops::contiguous(ops::permute(x.detach(), front_order(dim, n)));
   Shape shape = front.shape();
-  shape[0] *= g.size();
+  shape[0] = rows;
   Tensor out = Tensor::empty(shape, x.dtype());
   Tensor flat_in = ops::reshape(front, {-1}), flat_out = ops::reshape(out, {-1});
-  g.all_gather(flat_in, flat_out)->wait();
+  collective(flat_in, flat_out)->wait();
   return ops::contiguous(ops::permute(out, back_order(dim, n)));
+}
+
+Tensor gather_along(const Tensor& x, dist::Group& g, int64_t dim) {
+  return through_front(x, dim, x.size(dim) * g.size(), [&](const Tensor& in, Tensor& out) { return g.all_gather(in, out); });
 }
 
 Tensor reduce_scatter_along(const Tensor& x, dist::Group& g, int64_t dim, const char* op) {
-  const int64_t n = x.ndim();
-  LOOM_CHECK(x.size(dim) % g.size() == 0, "{}: size {} of dim {} does not split over {} ranks of {}", op, x.size(dim), dim, g.size(), g.name());
-  Tensor front = ops::contiguous(ops::permute(x.detach(), front_order(dim, n)));
-  Shape shape = front.shape();
-  shape[0] /= g.size();
-  Tensor out = Tensor::empty(shape, x.dtype());
-  Tensor flat_in = ops::reshape(front, {-1}), flat_out = ops::reshape(out, {-1});
-  g.reduce_scatter(flat_in, flat_out, dist::ReduceOp::sum)->wait();
-  return ops::contiguous(ops::permute(out, back_order(dim, n)));
+  return through_front(x, dim, split_size(x, g, dim, op),
+                       [&](const Tensor& in, Tensor& out) { return g.reduce_scatter(in, out, dist::ReduceOp::sum); });
 }
 
 Tensor chunk_along(const Tensor& x, dist::Group& g, int64_t dim, const char* op) {
-  LOOM_CHECK(x.size(dim) % g.size() == 0, "{}: size {} of dim {} does not split over {} ranks of {}", op, x.size(dim), dim, g.size(), g.name());
-  const int64_t len = x.size(dim) / g.size();
+  const int64_t len = split_size(x, g, dim, op);
   return ops::contiguous(ops::narrow(x.detach(), dim, g.rank() * len, len));
 }
 
@@ -85,24 +83,24 @@ Tensor reduce_from(const Tensor& x, const GroupPtr& group) {
 }
 
 Tensor scatter_to(const Tensor& x, const GroupPtr& group, int64_t dim) {
-  const int64_t d = check_dim(x, dim, "scatter_to");
+  const int64_t d = normalize_dim(dim, x.ndim(), "scatter_to");
   return paired(chunk_along(x, *group, d, "scatter_to"), x, "scatter_to", [group, d](const Tensor& g) { return gather_along(g, *group, d); });
 }
 
 Tensor gather_from(const Tensor& x, const GroupPtr& group, int64_t dim) {
-  const int64_t d = check_dim(x, dim, "gather_from");
+  const int64_t d = normalize_dim(dim, x.ndim(), "gather_from");
   return paired(gather_along(x, *group, d), x, "gather_from",
                 [group, d](const Tensor& g) { return chunk_along(g, *group, d, "gather_from backward"); });
 }
 
 Tensor all_gather_to(const Tensor& x, const GroupPtr& group, int64_t dim) {
-  const int64_t d = check_dim(x, dim, "all_gather_to");
+  const int64_t d = normalize_dim(dim, x.ndim(), "all_gather_to");
   return paired(gather_along(x, *group, d), x, "all_gather_to",
                 [group, d](const Tensor& g) { return reduce_scatter_along(g, *group, d, "all_gather_to backward"); });
 }
 
 Tensor reduce_scatter_to(const Tensor& x, const GroupPtr& group, int64_t dim) {
-  const int64_t d = check_dim(x, dim, "reduce_scatter_to");
+  const int64_t d = normalize_dim(dim, x.ndim(), "reduce_scatter_to");
   return paired(reduce_scatter_along(x, *group, d, "reduce_scatter_to"), x, "reduce_scatter_to",
                 [group, d](const Tensor& g) { return gather_along(g, *group, d); });
 }

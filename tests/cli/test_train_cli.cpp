@@ -23,6 +23,18 @@ std::vector<nlohmann::json> metrics(const std::string& path) {
   return out;
 }
 
+// Both metrics files hold `steps` records with bit-identical steps, losses and grad norms.
+void expect_bit_identical(const std::string& want_file, const std::string& got_file, size_t steps) {
+  auto a = metrics(want_file), b = metrics(got_file);
+  ASSERT_EQ(a.size(), steps);
+  ASSERT_EQ(b.size(), steps);
+  for (size_t i = 0; i < steps; ++i) {
+    EXPECT_EQ(b[i]["step"], a[i]["step"]);
+    EXPECT_EQ(b[i]["loss"].get<double>(), a[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(b[i]["grad_norm"].get<double>(), a[i]["grad_norm"].get<double>()) << "step " << i + 1;
+  }
+}
+
 struct TrainCli : ::testing::Test {
   ScratchDir d;
   void SetUp() override {
@@ -58,14 +70,7 @@ TEST_F(TrainCli, ResumeIsBitIdenticalToAnUninterruptedRun) {
   RunResult second = run_loom(tiny_run(d, 20, common + ck + "--resume"));
   ASSERT_EQ(second.code, 0) << second.out;
   EXPECT_NE(second.out.find("resumed from"), std::string::npos) << second.out;
-  auto a = metrics(d / "full.jsonl"), b = metrics(d / "part.jsonl");
-  ASSERT_EQ(a.size(), 20u);
-  ASSERT_EQ(b.size(), 20u);
-  for (size_t i = 0; i < 20; ++i) {
-    EXPECT_EQ(b[i]["step"], a[i]["step"]);
-    EXPECT_EQ(b[i]["loss"].get<double>(), a[i]["loss"].get<double>()) << "step " << i + 1;  // bit-identical
-    EXPECT_EQ(b[i]["grad_norm"].get<double>(), a[i]["grad_norm"].get<double>()) << "step " << i + 1;
-  }
+  expect_bit_identical(d / "full.jsonl", d / "part.jsonl", 20);
   EXPECT_EQ(second.out.find("global batch changed"), std::string::npos) << second.out;
   // Another global batch continues from the same sequence (2 sequences × 2 micro-steps × 10 steps)
   // and says so once.
@@ -117,13 +122,7 @@ TEST_F(TrainCli, RecomputeGivesTheSameLossesAndPeakFlopsCanBeSet) {
   RunResult rc = run_loom(tiny_run(d, 5, "--training.recompute=blocks --logging.peak_flops=1e9 --logging.metrics=" + (d / "rc.jsonl")));
   ASSERT_EQ(rc.code, 0) << rc.out;
   EXPECT_NE(rc.out.find("MFU is relative to 1 GFLOP/s (logging.peak_flops)"), std::string::npos) << rc.out;
-  auto a = metrics(d / "plain.jsonl"), b = metrics(d / "rc.jsonl");
-  ASSERT_EQ(a.size(), 5u);
-  ASSERT_EQ(b.size(), 5u);
-  for (size_t i = 0; i < 5; ++i) {
-    EXPECT_EQ(b[i]["loss"].get<double>(), a[i]["loss"].get<double>()) << "step " << i + 1;
-    EXPECT_EQ(b[i]["grad_norm"].get<double>(), a[i]["grad_norm"].get<double>()) << "step " << i + 1;
-  }
+  expect_bit_identical(d / "plain.jsonl", d / "rc.jsonl", 5);
   RunResult bad = run_loom(tiny_run(d, 5, "--training.recompute=layers"));
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.out.find("error: config: training.recompute must be none or blocks, got 'layers'"), std::string::npos) << bad.out;
