@@ -86,7 +86,7 @@ TEST(ShardedCheckpoint, WritesRankFilesAndIndex) {
 
   const json j = read_index(dir.path());
   EXPECT_EQ(j.at("format"), "loom-sharded");
-  EXPECT_EQ(j.at("version"), 1);
+  EXPECT_EQ(j.at("version"), 2);
   EXPECT_EQ(j.at("metadata"), (json{{"layout", "test"}, {"world", 4}}));
   EXPECT_EQ(j.at("tensors").size(), 3u);
   EXPECT_EQ(j.at("tensors").at("c").at("shape"), (json{3, 4, 2}));
@@ -152,6 +152,99 @@ TEST(ShardedCheckpoint, ReadsEveryRangeAcrossFiles) {
       {"tensor b", "3 elements"});
 }
 
+// A version 1 index (written before shards had boxes) reads as it did.
+TEST(ShardedCheckpoint, ReadsVersionOne) {
+  TempDir dir;
+  Sample s;
+  write_sample(dir.path(), s);
+  json j = read_index(dir.path());
+  j["version"] = 1;
+  write_index(dir.path(), j);
+  const ShardedCheckpoint ckpt(dir.path());
+  const Tensor c = ckpt.read("c");
+  for (int64_t i = 0; i < c.numel(); ++i) EXPECT_EQ(c.data<float>()[i], s.values.at("c")[size_t(i)]);
+}
+
+// Tensor-parallel blocks cut further by ZeRO ranges: w (4, 6) in two column blocks, the second
+// split across two files at a flat position inside a row; c (3, 4, 2) in two blocks along its
+// middle dim, one of them split. Every box of w with every range of it, every range of the whole
+// of both, reads back the values written.
+TEST(ShardedCheckpoint, ReadsAnyBoxFromBoxedShards) {
+  TempDir dir;
+  const std::map<std::string, Shape> shapes{{"w", {4, 6}}, {"c", {3, 4, 2}}};
+  auto value = [](const std::string& name, const std::vector<int64_t>& at) {
+    return name == "w" ? 100.0 * double(at[0]) + double(at[1]) : 100.0 * double(at[0]) + 10.0 * double(at[1]) + double(at[2]);
+  };
+  // The values of elements [begin, end) of the box `box` at `offset` of tensor `name`.
+  auto box_values = [&](const std::string& name, const Shape& offset, const Shape& box, int64_t begin, int64_t end) {
+    std::vector<double> out;
+    for (int64_t i = begin; i < end; ++i) {
+      std::vector<int64_t> at(box.size());
+      for (int64_t r = i, d = int64_t(box.size()) - 1; d >= 0; --d) at[size_t(d)] = offset[size_t(d)] + r % box[size_t(d)], r /= box[size_t(d)];
+      out.push_back(value(name, at));
+    }
+    return out;
+  };
+  const std::vector<std::vector<FlatSlice>> owned = {
+      {{"w", 0, 12, {0, 0}, {4, 3}}, {"c", 0, 12, {0, 0, 0}, {3, 2, 2}}},
+      {{"w", 0, 5, {0, 3}, {4, 3}}, {"c", 0, 7, {0, 2, 0}, {3, 2, 2}}},
+      {{"w", 5, 12, {0, 3}, {4, 3}}, {"c", 7, 12, {0, 2, 0}, {3, 2, 2}}}};
+  for (size_t r = 0; r < owned.size(); ++r) {
+    std::vector<std::pair<FlatSlice, Tensor>> slices;
+    for (const FlatSlice& f : owned[r]) slices.emplace_back(f, Tensor::from_vector(box_values(f.name, f.offset, f.box, f.begin, f.end), {f.end - f.begin}));
+    write_rank_shard(dir.path(), int(r), slices);
+  }
+  write_shard_index(dir.path(), shapes, owned, json::object());
+  const json j = read_index(dir.path());
+  EXPECT_EQ(j.at("tensors").at("w").at("shards").at(2),
+            (json{{"file", "rank00002.safetensors"}, {"begin", 5}, {"end", 12}, {"offset", {0, 3}}, {"box", {4, 3}}}));
+  const ShardedCheckpoint ckpt(dir.path());
+  auto check = [&](const FlatSlice& part) {
+    Tensor out = Tensor::full({part.end - part.begin}, -1.0);
+    ckpt.read(part, out);
+    const Shape& box = part.box.empty() ? shapes.at(part.name) : part.box;
+    const std::vector<double> want = box_values(part.name, part.box.empty() ? Shape(box.size(), 0) : part.offset, box, part.begin, part.end);
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(out.data<float>()[i], want[i]) << part.name << fmt::format(" box {} at {}", part.box, part.offset) << " [" << part.begin << ", "
+                                               << part.end << ") element " << i;
+  };
+  for (const auto& [name, shape] : shapes)
+    for (int64_t b = 0; b <= numel_of(shape); ++b)
+      for (int64_t e = b; e <= numel_of(shape); ++e) check({name, b, e});
+  for (int64_t r0 = 0; r0 < 4; ++r0)
+    for (int64_t r1 = r0 + 1; r1 <= 4; ++r1)
+      for (int64_t c0 = 0; c0 < 6; ++c0)
+        for (int64_t c1 = c0 + 1; c1 <= 6; ++c1) {
+          const int64_t n = (r1 - r0) * (c1 - c0);
+          for (int64_t b = 0; b <= n; ++b)
+            for (int64_t e = b; e <= n; ++e) check({"w", b, e, {r0, c0}, {r1 - r0, c1 - c0}});
+        }
+  check({"c", 3, 11, {1, 1, 0}, {2, 3, 2}});
+  expect_error([&] {
+    Tensor t = Tensor::zeros({4});
+    ckpt.read({"w", 0, 4, {3, 4}, {2, 2}}, t);
+  }, {"tensor w", "box [2, 2] at [3, 4] is outside its shape [4, 6]"});
+}
+
+TEST(ShardedCheckpoint, WriteIndexRejectsBadBoxTiling) {
+  TempDir dir;
+  const std::map<std::string, Shape> shapes{{"w", {4, 6}}};
+  auto index = [&](std::vector<std::vector<FlatSlice>> owned) {
+    return [&, owned] { write_shard_index(dir.path(), shapes, owned, json::object()); };
+  };
+  const FlatSlice left{"w", 0, 12, {0, 0}, {4, 3}};
+  expect_error(index({{left}, {{"w", 0, 11, {0, 3}, {4, 3}}}}), {"tensor w", "1 of its 24 elements are in no slice"});
+  expect_error(index({{left}, {{"w", 0, 12, {0, 2}, {4, 3}}}}),
+               {"tensor w", "[0, 12) of box [4, 3] at [0, 2] in rank00001.safetensors overlaps slice [0, 12) of box [4, 3] at [0, 0]"});
+  expect_error(index({{left}, {{"w", 0, 12}}}), {"tensor w", "overlaps"});
+  expect_error(index({{left}, {{"w", 0, 12, {0, 4}, {4, 3}}}}), {"rank 1", "box [4, 3] at [0, 4] is empty or outside the shape [4, 6]"});
+  expect_error(index({{left}, {{"w", 0, 13, {0, 3}, {4, 3}}}}), {"rank 1", "outside [0, 12)"});
+  EXPECT_FALSE(fs::exists(dir / "index.json"));
+  index({{{"w", 0, 12, {0, 0}, {2, 6}}}, {{"w", 12, 24}}})();  // a box beside a range of the whole flattening
+  const ShardedCheckpoint ckpt(dir.path());
+  EXPECT_EQ(ckpt.shapes().at("w"), (Shape{4, 6}));
+}
+
 TEST(ShardedCheckpoint, WriteRankShardRejectsMismatchedData) {
   TempDir dir;
   Sample s;
@@ -208,7 +301,13 @@ TEST(ShardedCheckpoint, ReaderRejectsBadIndex) {
   };
   expect_error(with([](json& j) { j["format"] = "loom-shardedX"; }), {"index.json", "\"format\"", "loom-shardedX"});
   expect_error(with([](json& j) { j.erase("format"); }), {"index.json", "no \"format\" field"});
-  expect_error(with([](json& j) { j["version"] = 2; }), {"index.json", "\"version\" is 2"});
+  expect_error(with([](json& j) { j["version"] = 3; }), {"index.json", "\"version\" is 3"});
+  expect_error(with([](json& j) { j["version"] = 0; }), {"index.json", "\"version\" is 0"});
+  expect_error(with([](json& j) { j["tensors"]["a"]["shards"][0]["box"] = json{6, 5}; }), {"tensor a", "shard 0", "without the other"});
+  expect_error(with([](json& j) { j["tensors"]["a"]["shards"][0]["box"] = json{6, 5}, j["tensors"]["a"]["shards"][0]["offset"] = json{1, 0}; }),
+               {"tensor a", "shard 0", "box [6, 5] at [1, 0] is empty or outside the shape [6, 5]"});
+  expect_error(with([](json& j) { j["tensors"]["a"]["shards"][0]["box"] = json{30}, j["tensors"]["a"]["shards"][0]["offset"] = json{0}; }),
+               {"tensor a", "shard 0", "does not have the 2 dimensions"});
   expect_error(with([](json& j) { j.erase("metadata"); }), {"index.json", "no \"metadata\" field"});
   expect_error(with([](json& j) { j["tensors"] = json::array(); }), {"index.json", "\"tensors\""});
   expect_error(with([](json& j) { j["tensors"]["a"].erase("shards"); }), {"index.json", "tensor a", "no \"shards\" field"});
