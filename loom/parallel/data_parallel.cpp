@@ -19,10 +19,12 @@ std::unique_ptr<DataParallel> DataParallel::create(nn::TransformerLM& model, std
   return std::make_unique<Zero>(model, std::move(group), options);
 }
 
-DataParallel::DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded)
-    : named_(model.named_parameters()), group_(std::move(group)), sharded_(sharded) {
-  for (const auto& [name, p] : named_)
+DataParallel::DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded, TensorParallelLayout tp)
+    : named_(model.named_parameters()), group_(std::move(group)), sharded_(sharded), tp_(std::move(tp)) {
+  for (const auto& [name, p] : named_) {
     LOOM_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "data parallel: parameter {} must be contiguous f32", name);
+    split_dim_.push_back(tp_.dim_of(name));
+  }
 }
 
 void DataParallel::init_optimizer(std::vector<Tensor> pieces, const optim::AdamWConfig& cfg) {
@@ -46,12 +48,20 @@ void DataParallel::backward(const Tensor& loss, bool sync) {
 }
 
 double DataParallel::clip_grad_norm(double max_norm) {
-  double sq = optim::grad_sq_sum(pieces_);
-  if (sharded_ && group_->size() > 1) {
-    Tensor t = Tensor::full({1}, sq, DType::f64);
-    group_->all_reduce(t, dist::ReduceOp::sum)->wait();
-    sq = t.item();
-  }
+  // Blocks of tensor-parallel parameters are summed over the tp group; whole parameters, alike on
+  // every tp rank, are counted once.
+  std::vector<Tensor> split, whole;
+  const std::vector<ParamRange> mine = ranges(group_->rank());
+  for (size_t i = 0; i < mine.size(); ++i) (split_dim_[mine[i].param] >= 0 ? split : whole).push_back(pieces_[i]);
+  auto sum = [](dist::Group& g, double v) {
+    Tensor t = Tensor::full({1}, v, DType::f64);
+    g.all_reduce(t, dist::ReduceOp::sum)->wait();
+    return t.item();
+  };
+  double sq = optim::grad_sq_sum(split);
+  if (tp_.size() > 1) sq = sum(*tp_.group, sq);
+  sq += optim::grad_sq_sum(whole);
+  if (sharded_ && group_->size() > 1) sq = sum(*group_, sq);
   const double norm = std::sqrt(sq);
   grad_scale_ = optim::clip_factor(norm, max_norm);
   return norm;
@@ -67,28 +77,49 @@ void DataParallel::zero_grad() {
   for (auto& [name, p] : named_) p.zero_grad();
 }
 
+namespace {
+constexpr const char* kStateKinds[] = {"param.", "exp_avg.", "exp_avg_sq."};  // the tensors of each parameter in a checkpoint
+}
+
 std::map<std::string, Shape> DataParallel::checkpoint_shapes() const {
   std::map<std::string, Shape> out;
-  for (const auto& [name, p] : named_)
-    for (const char* kind : {"param.", "exp_avg.", "exp_avg_sq."}) out.emplace(kind + name, p.shape());
+  for (size_t i = 0; i < named_.size(); ++i) {
+    Shape shape = named_[i].second.shape();
+    if (split_dim_[i] >= 0) shape[size_t(split_dim_[i])] *= tp_.size();
+    for (const char* kind : kStateKinds) out.emplace(kind + named_[i].first, shape);
+  }
   return out;
 }
 
-std::vector<io::FlatSlice> DataParallel::checkpoint_slices(int rank) const {
+io::FlatSlice DataParallel::slice_of(const ParamRange& r, int tp_rank, const char* kind) const {
+  io::FlatSlice s{kind + named_[r.param].first, r.begin, r.end};
+  if (const int dim = split_dim_[r.param]; dim >= 0) {
+    s.box = named_[r.param].second.shape();
+    s.offset.assign(s.box.size(), 0);
+    s.offset[size_t(dim)] = int64_t(tp_rank) * s.box[size_t(dim)];
+  }
+  return s;
+}
+
+bool DataParallel::writes(int dp_rank, int tp_rank, size_t param) const {
+  return (sharded_ || dp_rank == 0) && (split_dim_[param] >= 0 || tp_rank == 0);
+}
+
+std::vector<io::FlatSlice> DataParallel::checkpoint_slices(int dp_rank, int tp_rank) const {
   std::vector<io::FlatSlice> out;
-  if (!sharded_ && rank != 0) return out;  // DDP replicas: rank 0 writes for all
-  for (const ParamRange& r : ranges(rank))
-    for (const char* kind : {"param.", "exp_avg.", "exp_avg_sq."}) out.push_back({kind + named_[r.param].first, r.begin, r.end});
+  for (const ParamRange& r : ranges(dp_rank))
+    if (writes(dp_rank, tp_rank, r.param))
+      for (const char* kind : kStateKinds) out.push_back(slice_of(r, tp_rank, kind));
   return out;
 }
 
 std::vector<std::pair<io::FlatSlice, Tensor>> DataParallel::checkpoint_state() const {
-  std::vector<io::FlatSlice> slices = checkpoint_slices(group_->rank());
   std::vector<std::pair<io::FlatSlice, Tensor>> out;
-  for (size_t i = 0; i < slices.size(); ++i) {
-    const size_t piece = i / 3;
-    const Tensor& t = i % 3 == 0 ? pieces_[piece] : i % 3 == 1 ? opt_->exp_avg()[piece] : opt_->exp_avg_sq()[piece];
-    out.emplace_back(slices[i], t);
+  const std::vector<ParamRange> mine = ranges(group_->rank());
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!writes(group_->rank(), tp_.rank(), mine[i].param)) continue;
+    const Tensor* state[] = {&pieces_[i], &opt_->exp_avg()[i], &opt_->exp_avg_sq()[i]};
+    for (int k = 0; k < 3; ++k) out.emplace_back(slice_of(mine[i], tp_.rank(), kStateKinds[k]), *state[k]);
   }
   return out;
 }
@@ -100,16 +131,14 @@ void DataParallel::load(const io::ShardedCheckpoint& ck) {
   }
   const std::vector<ParamRange> mine = ranges(group_->rank());
   for (size_t i = 0; i < mine.size(); ++i) {
-    const std::string& name = named_[mine[i].param].first;
-    ck.read("param." + name, mine[i].begin, mine[i].end, pieces_[i]);
-    ck.read("exp_avg." + name, mine[i].begin, mine[i].end, opt_->exp_avg()[i]);
-    ck.read("exp_avg_sq." + name, mine[i].begin, mine[i].end, opt_->exp_avg_sq()[i]);
+    Tensor* state[] = {&pieces_[i], &opt_->exp_avg()[i], &opt_->exp_avg_sq()[i]};
+    for (int k = 0; k < 3; ++k) ck.read(slice_of(mine[i], tp_.rank(), kStateKinds[k]), *state[k]);
   }
   gather_params();
 }
 
 Ddp::Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options)
-    : DataParallel(model, std::move(group), false), bucket_of_(named_.size()) {
+    : DataParallel(model, std::move(group), false, options.tp), bucket_of_(named_.size()) {
   LOOM_CHECK(options.bucket_mb > 0, "parallel.bucket_mb must be positive, got {}", options.bucket_mb);
   const auto limit = int64_t(options.bucket_mb * 1024 * 1024 / 4);
   for (size_t i = named_.size(); i-- > 0;) {

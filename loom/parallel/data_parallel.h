@@ -13,6 +13,7 @@
 #include "loom/io/sharded_checkpoint.h"
 #include "loom/nn/transformer.h"
 #include "loom/optim/adamw.h"
+#include "loom/parallel/tensor_parallel.h"
 
 namespace loom::parallel {
 
@@ -20,6 +21,10 @@ struct DataParallelOptions {
   int zero = 0;             // ZeRO stage: 0 DDP, 1 optimizer state, 2 + gradients, 3 + parameters
   double bucket_mb = 25.0;  // DDP bucket size
   optim::AdamWConfig adamw;
+  // The model's tensor-parallel split, if any: the group passed to create() then holds the ranks
+  // with this rank's tp coordinate. Clipping counts each element of the whole model once, and
+  // checkpoints hold whole-model tensors, each rank writing its blocks.
+  TensorParallelLayout tp;
 };
 
 // A piece of one parameter: elements [begin, end) of its row-major flattening.
@@ -53,10 +58,12 @@ class DataParallel {
   void step(double lr);
   virtual void zero_grad();
 
-  // Sharded checkpoints. Tensor names are "param.<name>", "exp_avg.<name>", "exp_avg_sq.<name>".
+  // Sharded checkpoints of the whole model. Tensor names are "param.<name>", "exp_avg.<name>",
+  // "exp_avg_sq.<name>"; shapes are those of the whole model.
   std::map<std::string, Shape> checkpoint_shapes() const;
-  // What rank r writes (nothing for the replicas of DDP).
-  std::vector<io::FlatSlice> checkpoint_slices(int rank) const;
+  // What the rank at (dp_rank, tp_rank) writes: nothing for the replicas of DDP, and a whole
+  // parameter of tensor parallelism only from tp rank 0.
+  std::vector<io::FlatSlice> checkpoint_slices(int dp_rank, int tp_rank) const;
   // This rank's slices with their data.
   std::vector<std::pair<io::FlatSlice, Tensor>> checkpoint_state() const;
   // Reads this rank's pieces from a checkpoint written under any layout.
@@ -67,7 +74,7 @@ class DataParallel {
   virtual int zero_stage() const = 0;
 
  protected:
-  DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded);
+  DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded, TensorParallelLayout tp);
   // Call once at the end of the subclass constructor: pieces are this rank's ranges(rank()),
   // contiguous f32 tensors whose grad() holds their gradient after finish().
   void init_optimizer(std::vector<Tensor> pieces, const optim::AdamWConfig& cfg);
@@ -86,8 +93,15 @@ class DataParallel {
   bool sync_ = true;
 
  private:
+  // The checkpoint slice of kind ("param.", ...) that range r is on the rank of tp coordinate tp_rank.
+  io::FlatSlice slice_of(const ParamRange& r, int tp_rank, const char* kind) const;
+  // Whether the rank at (dp_rank, tp_rank) writes its range of parameter `param`.
+  bool writes(int dp_rank, int tp_rank, size_t param) const;
+
   std::vector<HookHandle> hooks_;
   bool sharded_;  // pieces differ between ranks (ZeRO) rather than being replicas (DDP)
+  TensorParallelLayout tp_;
+  std::vector<int> split_dim_;  // per parameter: tp_.dim_of its name
   double grad_scale_ = 1.0;  // from clip_grad_norm, applied by the next step()
   std::vector<Tensor> pieces_;
   std::unique_ptr<optim::AdamW> opt_;

@@ -44,23 +44,32 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
   return bias.defined() ? ops::add(y, bias) : y;
 }
 
-void apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group) {
+TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group) {
   const models::ModelConfig& c = model.config();
   shard(c.n_head, *group, "attention heads");
   shard(c.n_kv_head, *group, "kv heads");  // fewer kv heads than ranks would need replicated kv heads
+  TensorParallelLayout layout{group, {}};
+  auto replace = [&](const std::string& path, auto make, int weight_dim) {
+    auto& whole = dynamic_cast<nn::Linear&>(*model.module_at(path));
+    const bool bias_split = whole.bias.defined() && weight_dim == 0;
+    model.replace_module(path, make(whole));
+    layout.split_dim[path + ".weight"] = weight_dim;
+    if (bias_split) layout.split_dim[path + ".bias"] = 0;
+  };
+  auto column = [&](const std::string& path) {
+    replace(path, [&](const nn::Linear& w) { return std::make_shared<ColumnParallelLinear>(w, group); }, 0);
+  };
+  auto row = [&](const std::string& path) {
+    replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group); }, 1);
+  };
   for (size_t i = 0; i < model.layers.size(); ++i) {
     const std::string block = "layers." + std::to_string(i) + ".";
-    auto column = [&](const std::string& path) {
-      model.replace_module(block + path, std::make_shared<ColumnParallelLinear>(dynamic_cast<nn::Linear&>(*model.module_at(block + path)), group));
-    };
-    auto row = [&](const std::string& path) {
-      model.replace_module(block + path, std::make_shared<RowParallelLinear>(dynamic_cast<nn::Linear&>(*model.module_at(block + path)), group));
-    };
-    for (const char* p : {"attn.wq", "attn.wk", "attn.wv"}) column(p);
-    row("attn.wo");
-    for (const char* p : c.swiglu ? std::vector<const char*>{"mlp.gate", "mlp.up"} : std::vector<const char*>{"mlp.fc"}) column(p);
-    row(c.swiglu ? "mlp.down" : "mlp.proj");
+    for (const char* p : {"attn.wq", "attn.wk", "attn.wv"}) column(block + p);
+    row(block + "attn.wo");
+    for (const char* p : c.swiglu ? std::vector<const char*>{"mlp.gate", "mlp.up"} : std::vector<const char*>{"mlp.fc"}) column(block + p);
+    row(block + (c.swiglu ? "mlp.down" : "mlp.proj"));
   }
+  return layout;
 }
 
 }  // namespace loom::parallel

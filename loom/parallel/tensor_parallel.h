@@ -7,10 +7,12 @@
 // row-parallel. Embeddings, norms and the head stay replicated; their gradients come out
 // identical on every rank of the group, so they need no communication.
 // Not yet: sequence parallelism, vocabulary-parallel embedding and loss, kv heads fewer than
-// ranks (replicated kv heads), sharded checkpoints, the trainer's parallel.tp.
+// ranks (replicated kv heads).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 
 #include "loom/dist/group.h"
 #include "loom/nn/transformer.h"
@@ -39,9 +41,24 @@ class RowParallelLinear : public nn::Linear {
   std::shared_ptr<dist::Group> group_;
 };
 
+// Where a rank's parameters sit in the whole model's: each split parameter is cut along one dim
+// into group->size() equal blocks, rank r holding block r; the others are whole on every rank of
+// the group, with gradients that come out identical on each.
+struct TensorParallelLayout {
+  std::shared_ptr<dist::Group> group;    // null: no tensor parallelism
+  std::map<std::string, int> split_dim;  // parameter name -> the dim it is split along
+  int size() const { return group ? group->size() : 1; }
+  int rank() const { return group ? group->rank() : 0; }
+  // -1 for a whole parameter.
+  int dim_of(const std::string& param) const {
+    auto it = split_dim.find(param);
+    return it == split_dim.end() ? -1 : it->second;
+  }
+};
+
 // Replaces every block's linears by their tensor-parallel forms over `group`. The model's
 // weights must already hold their whole values (each rank keeps its slice of them). Errors
 // name the size that does not divide: heads, kv heads, MLP width.
-void apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group);
+TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group);
 
 }  // namespace loom::parallel

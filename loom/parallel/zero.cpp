@@ -12,7 +12,7 @@
 namespace loom::parallel {
 
 Zero::Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options)
-    : DataParallel(model, std::move(group), true), model_(model), stage_(options.zero), unit_of_(named_.size()) {
+    : DataParallel(model, std::move(group), true, options.tp), model_(model), stage_(options.zero), unit_of_(named_.size()) {
   const int64_t N = group_->size(), rank = group_->rank();
   for (const auto& [name, p] : named_) roots_ += name.rfind("layers.", 0) != 0;
   units_.resize(roots_ + model.layers.size());

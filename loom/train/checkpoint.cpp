@@ -51,8 +51,8 @@ void on_disk(const std::string& root, F&& f) {
 }  // namespace
 
 std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, const parallel::DataParallel& dp,
-                            const TrainState& state, int64_t keep) {
-  dist::Group& group = dp.group();
+                            const dist::Mesh& mesh, const TrainState& state, int64_t keep) {
+  dist::Group& group = *mesh.world();
   const fs::path final_dir = fs::path(root) / step_name(state.step);
   const fs::path tmp = fs::path(root) / (step_name(state.step) + ".tmp.partial");  // one name for every rank
   if (group.rank() == 0)
@@ -67,8 +67,11 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
   group.barrier()->wait();
   if (group.rank() == 0) {
     std::vector<std::vector<io::FlatSlice>> owned;
-    for (int r = 0; r < group.size(); ++r) owned.push_back(dp.checkpoint_slices(r));
-    io::write_shard_index(tmp, dp.checkpoint_shapes(), owned, {{"dp", group.size()}, {"zero", dp.zero_stage()}});
+    for (int r = 0; r < group.size(); ++r) {
+      const dist::MeshCoords at = dist::Mesh::coords_of(mesh.dims(), r);
+      owned.push_back(dp.checkpoint_slices(at.dp, at.tp));
+    }
+    io::write_shard_index(tmp, dp.checkpoint_shapes(), owned, {{"dp", mesh.dims().dp}, {"tp", mesh.dims().tp}, {"zero", dp.zero_stage()}});
     write_text(tmp / "config.json", models::hf_config_json(model.config()).dump(2));
     TrainState s = state;
     s.optimizer_steps = dp.optimizer_steps();

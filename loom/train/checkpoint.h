@@ -12,6 +12,7 @@
 
 #include "loom/data/shards.h"
 #include "loom/nn/transformer.h"
+#include "loom/dist/mesh.h"
 #include "loom/parallel/data_parallel.h"
 
 namespace loom::train {
@@ -29,10 +30,10 @@ struct TrainState {
 std::string train_state_json(const TrainState& s);
 TrainState parse_train_state(const std::string& text, const std::string& origin);
 
-// Collective over dp's group: writes root/step_<step>, then rank 0 deletes all but the newest
-// `keep` complete checkpoints. Returns the directory.
+// Collective over the mesh's world (dp's group lies in it): writes root/step_<step>, each rank its
+// own file, then rank 0 deletes all but the newest `keep` complete checkpoints. Returns the directory.
 std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, const parallel::DataParallel& dp,
-                            const TrainState& state, int64_t keep);
+                            const dist::Mesh& mesh, const TrainState& state, int64_t keep);
 // Newest complete checkpoint under root, if any (directories without COMPLETE are ignored).
 // Collective: rank 0 of group looks, so every rank gets the same answer even where their views
 // of the directory differ (a filesystem that is not coherent across nodes).

@@ -30,7 +30,8 @@ struct TrainConfig {
   std::string checkpoint_dir;
   int64_t checkpoint_every = 0, checkpoint_keep = 3;
   // [parallel], [dist]
-  int64_t dp = 0;           // data-parallel ranks; 0 = the whole world
+  int64_t dp = 0;           // data-parallel ranks; 0 = the world size over tp
+  int64_t tp = 1;           // tensor-parallel ranks (neighbouring ranks form a tp group)
   int64_t zero = 0;         // ZeRO stage (0 = DDP)
   double bucket_mb = 25.0;  // DDP bucket size
   double timeout_s = 300.0; // a collective slower than this aborts the job

@@ -65,23 +65,29 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   const int threads = cfg_.threads > 0 ? int(cfg_.threads) : threads_per_rank();
   omp_set_num_threads(threads);
   world_->set_timeout_s(cfg_.timeout_s);
-  mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size()});
+  const int tp = int(cfg_.tp);
+  LOOM_CHECK(cfg_.dp > 0 || world_->size() % tp == 0, "config: parallel.tp = {} does not divide the {} ranks of the job", tp, world_->size());
+  mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size() / tp, tp});
   main_rank_ = world_->rank() == 0;
   model_ = build_model(cfg_);
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
-  // Applied from outside in a fixed order: activation recompute, then data parallelism (ZeRO-3's
-  // block wrapper must be the outer one).
+  flops_per_token_ = flops_per_token(*model_, cfg_.seq_len);  // of the whole model
+  params_ = model_->num_parameters();
+  // Applied from outside in a fixed order: tensor parallelism, activation recompute, then data
+  // parallelism (ZeRO-3's block wrapper must be the outer one).
+  parallel::TensorParallelLayout layout;
+  if (tp > 1) layout = parallel::apply_tensor_parallel(*model_, mesh_->tp());
   if (cfg_.recompute == "blocks") recompute_ = parallel::recompute_blocks(*model_);
-  dp_ = parallel::DataParallel::create(*model_, mesh_->dp(),
-                                       {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}});
+  dp_ = parallel::DataParallel::create(
+      *model_, mesh_->dp(), {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}, layout});
   const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp;
   train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V,
                                               part, parts);
   if (!cfg_.data_val.empty())
     val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V, part, parts);
   const PeakFlops peak = cpu_peak_flops(threads);
-  peak_flops_ = cfg_.peak_flops > 0 ? cfg_.peak_flops : sum_over_ranks(peak.flops);
+  peak_flops_ = cfg_.peak_flops > 0 ? cfg_.peak_flops : sum_over(*world_, peak.flops);
   if (main_rank_)
     fmt::print("MFU is relative to {:.0f} GFLOP/s ({})\n", peak_flops_ / 1e9,
                cfg_.peak_flops > 0 ? "logging.peak_flops" : world_->size() == 1 ? peak.how : fmt::format("summed over {} ranks of {}", world_->size(), peak.how));
@@ -112,13 +118,13 @@ double Trainer::evaluate() {
     dp_->before_forward();
     total += model_->loss(model_->forward(b.inputs), b.targets).item();
   }
-  return sum_over_ranks(total) / double(cfg_.eval_batches * world_->size());
+  return sum_over(*mesh_->dp(), total) / double(cfg_.eval_batches * mesh_->dims().dp);
 }
 
-double Trainer::sum_over_ranks(double v) {
-  if (world_->size() == 1) return v;
+double Trainer::sum_over(dist::Group& group, double v) {
+  if (group.size() == 1) return v;
   Tensor t = Tensor::full({1}, v, DType::f64);
-  world_->all_reduce(t, dist::ReduceOp::sum)->wait();
+  group.all_reduce(t, dist::ReduceOp::sum)->wait();
   return t.item();
 }
 
@@ -133,17 +139,18 @@ int Trainer::run() {
     LOOM_CHECK(metrics.good(), "config: cannot open logging.metrics file {}", cfg_.metrics);
   }
   const auto& mc = model_->config();
-  const double fpt = flops_per_token(*model_, cfg_.seq_len);
+  const double fpt = flops_per_token_;
   const int64_t tokens_per_step = global_batch() * cfg_.seq_len;
   optim::Schedule sched{cfg_.schedule, cfg_.lr, cfg_.min_lr_ratio, cfg_.warmup_steps, cfg_.steps};
   if (main_rank_)
-    fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step over {} data-parallel ranks, {} steps\n",
-               cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init, mc.n_layer, mc.n_embd, double(model_->num_parameters()) / 1e6,
-               tokens_per_step, mesh_->dims().dp, cfg_.steps);
+    fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step over {} data-parallel ranks{}, {} steps\n",
+               cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init, mc.n_layer, mc.n_embd, double(params_) / 1e6, tokens_per_step,
+               mesh_->dims().dp, mesh_->dims().tp > 1 ? fmt::format(" × {} tensor-parallel", mesh_->dims().tp) : "", cfg_.steps);
   int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
     if (cfg_.checkpoint_dir.empty() || step == saved) return;
-    save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)}, cfg_.checkpoint_keep);
+    save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, *mesh_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)},
+                    cfg_.checkpoint_keep);
     saved = step;
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -155,7 +162,7 @@ int Trainer::run() {
       micro.push_back(train_->next());
       for (int64_t t : micro.back().targets.to_ints()) counted += t != -100;
     }
-    counted = int64_t(sum_over_ranks(double(counted)));
+    counted = int64_t(sum_over(*mesh_->dp(), double(counted)));  // tp ranks see the same tokens
     // Each micro-batch contributes its summed loss over the step's total token count, so the
     // accumulated gradient is that of the mean over the whole step (all ranks' tokens).
     double loss = 0;
@@ -168,7 +175,7 @@ int Trainer::run() {
       loss += l.item();
     }
     dp_->finish();
-    loss = sum_over_ranks(loss);
+    loss = sum_over(*mesh_->dp(), loss);
     const double norm = dp_->clip_grad_norm(cfg_.grad_clip);
     const double lr = sched.at(step);
     dp_->step(lr);
@@ -190,7 +197,7 @@ int Trainer::run() {
     std::fflush(stdout);
     if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     if (cfg_.checkpoint_every > 0 && step % cfg_.checkpoint_every == 0 && step != cfg_.steps) save(step);
-    if (sum_over_ranks(g_signal != 0 ? 1.0 : 0.0) > 0) {  // every rank stops at the same step
+    if (sum_over(*world_, g_signal != 0 ? 1.0 : 0.0) > 0) {  // every rank stops at the same step
       save(step);
       if (main_rank_)
         fmt::print("stopped by signal {} at step {}{}\n", int(g_signal), step, cfg_.checkpoint_dir.empty() ? "" : "; checkpoint saved");

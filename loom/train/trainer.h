@@ -23,14 +23,15 @@ double flops_per_token(const nn::TransformerLM& model, int64_t T);
 class Trainer {
  public:
   // With resume, continues from the newest complete checkpoint in checkpoint.dir (if any).
-  // world: all ranks of the job (a one-rank group without mpirun); they train data-parallel.
+  // world: all ranks of the job (a one-rank group without mpirun); they train data-parallel,
+  // groups of parallel.tp neighbouring ranks tensor-parallel.
   Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world);
   // Returns the process exit code (0, also after a signal-triggered save).
   int run();
 
  private:
   double evaluate();
-  double sum_over_ranks(double v);
+  static double sum_over(dist::Group& group, double v);
   int64_t global_batch() const { return cfg_.batch_size * cfg_.grad_accum * mesh_->dims().dp; }  // sequences per update
   TrainConfig cfg_;
   std::shared_ptr<dist::Group> world_;
@@ -41,7 +42,9 @@ class Trainer {
   std::unique_ptr<parallel::DataParallel> dp_;  // gradient sync and the optimizer, per parallel.zero
   std::unique_ptr<data::DataLoader> train_, val_;
   int64_t start_step_ = 0;
-  double peak_flops_ = 0;  // of all ranks together, for MFU
+  double peak_flops_ = 0;       // of all ranks together, for MFU
+  double flops_per_token_ = 0;  // of the whole model
+  int64_t params_ = 0;          // of the whole model
 };
 
 }  // namespace loom::train

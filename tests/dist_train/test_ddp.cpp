@@ -18,73 +18,10 @@
 #include <sstream>
 #include <thread>
 
-#include "loom/core/rng.h"
-#include "loom/data/shards.h"
-#include "loom/io/file_util.h"
 #include "loom/io/hf_checkpoint.h"
-
-namespace fs = std::filesystem;
-using namespace loom;
+#include "train_util.h"
 
 namespace {
-
-struct Scratch {
-  fs::path path = fs::temp_directory_path() / ("loom_ddp_" + std::to_string(::getpid()));
-  Scratch() {
-    fs::create_directories(path);
-    std::vector<uint32_t> toks(40000);
-    for (size_t i = 0; i < toks.size(); ++i) toks[i] = i % 5 == 0 ? uint32_t(uniform_at(4, i) * 64) : uint32_t((i * 7) % 64);
-    data::write_shard((path / "train.bin").string(), toks, false);
-  }
-  ~Scratch() { fs::remove_all(path); }
-  std::string operator/(const std::string& n) const { return (path / n).string(); }
-};
-
-int run(const std::string& cmd, std::string* out) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  const int status = ::pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-std::vector<double> losses(const std::string& metrics) {
-  std::vector<double> out;
-  std::istringstream in(io::read_text_file(metrics));
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return out;
-}
-
-// How one run splits its global batch: np ranks (0: one process without mpirun), ZeRO stage,
-// sequences per micro-batch and rank, micro-batches per step.
-struct Layout {
-  int np, zero, batch, accum;
-};
-
-// Runs `loom train` under a layout, logging to d/name.jsonl and checkpointing into d/name.
-void train(const Scratch& d, Layout l, const std::string& name, const std::string& extra = "") {
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const std::string prefix = l.np == 0 ? "" : std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(l.np) + " ";
-  const std::string cmd = prefix + LOOM_BIN " train --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
-                          " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
-                          " --training.batch_size=" + std::to_string(l.batch) + " --training.grad_accum=" + std::to_string(l.accum) +
-                          " --parallel.zero=" + std::to_string(l.zero) + " --logging.metrics=" + (d / (name + ".jsonl")) +
-                          " --checkpoint.dir=" + (d / name) + " " + extra;
-  std::string out;
-  ASSERT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;
-}
-
-// np ranks with `global` sequences per micro-step in all.
-void train(const Scratch& d, int np, int zero, int global, int accum, const std::string& name, const std::string& extra = "") {
-  train(d, Layout{np, zero, global / std::max(np, 1), accum}, name, extra);
-}
-
-void expect_same_losses(const std::vector<double>& got, const std::vector<double>& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << what << ", step " << i + 1;
-}
 
 class DataParallel : public ::testing::TestWithParam<std::tuple<int, int>> {};
 

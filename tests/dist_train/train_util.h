@@ -1,0 +1,85 @@
+// Shared by the dist_train tests: a scratch directory with a token shard, `loom train` under a
+// layout (mpirun or one process), and the metrics it logged.
+#pragma once
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "loom/core/rng.h"
+#include "loom/data/shards.h"
+#include "loom/io/file_util.h"
+
+namespace fs = std::filesystem;
+using namespace loom;
+
+struct Scratch {
+  fs::path path = fs::temp_directory_path() / ("loom_ddp_" + std::to_string(::getpid()));
+  Scratch() {
+    fs::create_directories(path);
+    std::vector<uint32_t> toks(40000);
+    for (size_t i = 0; i < toks.size(); ++i) toks[i] = i % 5 == 0 ? uint32_t(uniform_at(4, i) * 64) : uint32_t((i * 7) % 64);
+    data::write_shard((path / "train.bin").string(), toks, false);
+  }
+  ~Scratch() { fs::remove_all(path); }
+  std::string operator/(const std::string& n) const { return (path / n).string(); }
+};
+
+inline int run(const std::string& cmd, std::string* out) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// One field of every line of a metrics file.
+inline std::vector<double> series(const std::string& metrics, const char* key) {
+  std::vector<double> out;
+  std::istringstream in(io::read_text_file(metrics));
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line)[key].get<double>());
+  return out;
+}
+
+inline std::vector<double> losses(const std::string& metrics) { return series(metrics, "loss"); }
+
+// How one run splits its global batch: np ranks (0: one process without mpirun), ZeRO stage,
+// sequences per micro-batch and data-parallel rank, micro-batches per step, tensor-parallel ranks.
+struct Layout {
+  int np, zero, batch, accum, tp = 1;
+};
+
+// Runs `loom train` under a layout, logging to d/name.jsonl and checkpointing into d/name.
+inline void train(const Scratch& d, Layout l, const std::string& name, const std::string& extra = "") {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string prefix = l.np == 0 ? "" : std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(l.np) + " ";
+  const std::string cmd = prefix + LOOM_BIN " train --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
+                          " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
+                          " --training.batch_size=" + std::to_string(l.batch) + " --training.grad_accum=" + std::to_string(l.accum) +
+                          " --parallel.zero=" + std::to_string(l.zero) + " --parallel.tp=" + std::to_string(l.tp) + " --logging.metrics=" + (d / (name + ".jsonl")) +
+                          " --checkpoint.dir=" + (d / name) + " " + extra;
+  std::string out;
+  ASSERT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;
+}
+
+// np ranks with `global` sequences per micro-step in all.
+inline void train(const Scratch& d, int np, int zero, int global, int accum, const std::string& name, const std::string& extra = "") {
+  train(d, Layout{np, zero, global / std::max(np, 1), accum}, name, extra);
+}
+
+// Within 1e-5 relative, step by step.
+inline void expect_same_losses(const std::vector<double>& got, const std::vector<double>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << what << ", step " << i + 1;
+}
+
