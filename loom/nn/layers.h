@@ -22,8 +22,26 @@ class Linear : public Module {
 class Embedding : public Module {
  public:
   Embedding(int64_t n, int64_t dim) { weight = register_parameter("weight", Tensor::zeros({n, dim})); }  // (n, dim)
-  Tensor forward(const Tensor& ids) const { return ops::embedding(ids, weight); }
+  virtual Tensor forward(const Tensor& ids) const { return ops::embedding(ids, weight); }  // virtual: see Linear
   Tensor weight;
+};
+
+// The output layer and its loss: logits = h·weightᵀ over the padded vocabulary (weight:
+// (padded_vocab, C), its own parameter or the token embedding's when tied), and cross-entropy
+// over the first vocab_size columns (targets of ignore index -100 count for nothing).
+// Tensor parallelism puts a vocabulary-parallel head in its place.
+class LMHead : public Module {
+ public:
+  // weight: the tied embedding's, or undefined for a head of its own of that many rows.
+  LMHead(Tensor tied, int64_t padded_vocab, int64_t dim, int64_t vocab_size) : vocab_size(vocab_size) {
+    weight = tied.defined() ? tied : register_parameter("weight", Tensor::zeros({padded_vocab, dim}));
+  }
+  virtual Tensor forward(const Tensor& h) const { return ops::linear(h, weight); }
+  virtual Tensor loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const {
+    return ops::cross_entropy(logits, targets, -100, reduction, vocab_size);
+  }
+  Tensor weight;
+  int64_t vocab_size;
 };
 
 // LayerNorm (weight + bias) or RMSNorm (weight only), chosen by the model config.

@@ -85,7 +85,8 @@ TransformerLM::TransformerLM(const ModelConfig& config) : c_(config) {
   layers.resize(size_t(c_.n_layer));  // never resized again: the children are bound to these slots
   for (size_t i = 0; i < layers.size(); ++i) register_module("layers." + std::to_string(i), layers[i], std::make_shared<Block>(c_));
   register_module("norm", norm, std::make_shared<Norm>(c_.n_embd, c_.rms_norm, c_.norm_eps));
-  lm_head = c_.tied_head ? tok_emb->weight : register_parameter("lm_head.weight", Tensor::zeros({c_.padded_vocab, c_.n_embd}));
+  register_module("lm_head", lm_head,
+                  std::make_shared<LMHead>(c_.tied_head ? tok_emb->weight : Tensor(), c_.padded_vocab, c_.n_embd, c_.vocab_size));
 }
 
 void TransformerLM::init(uint64_t seed) {
@@ -126,7 +127,7 @@ Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {
     for (const auto& [id, wrap] : *wrappers_) block = [wrap = wrap, inner = std::move(block), i](const Tensor& in) { return wrap(i, in, inner); };
     x = block(x);
   }
-  return ops::linear(norm->forward(x), lm_head);  // (B, T, Vp)
+  return lm_head->forward(norm->forward(x));  // (B, T, Vp)
 }
 
 HookHandle TransformerLM::add_block_wrapper(BlockWrapper wrapper) {
@@ -137,8 +138,8 @@ HookHandle TransformerLM::add_block_wrapper(BlockWrapper wrapper) {
   });
 }
 
-Tensor TransformerLM::loss(const Tensor& logits, const Tensor& targets) const {
-  return ops::cross_entropy(logits, targets, -100, ops::Reduction::mean, c_.vocab_size);
+Tensor TransformerLM::loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const {
+  return lm_head->loss(logits, targets, reduction);
 }
 
 }  // namespace loom::nn

@@ -63,8 +63,8 @@ class TransformerLM : public Module {
   void init(uint64_t seed);
   // ids: (B, T) integer -> logits (B, T, padded_vocab). With a cache, T new tokens continue it.
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;
-  // Mean cross-entropy over targets != -100, padded logits excluded. targets: (B, T).
-  Tensor loss(const Tensor& logits, const Tensor& targets) const;
+  // Cross-entropy over targets != -100 (their mean, or sum), padded logits excluded. targets: (B, T).
+  Tensor loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction = ops::Reduction::mean) const;
 
   // Runs each block's forward through wrapper(layer, x, block) instead of block(x), so that
   // what is applied from outside (activation recompute, ZeRO-3 gathering a block's parameters)
@@ -78,7 +78,7 @@ class TransformerLM : public Module {
   std::shared_ptr<Embedding> tok_emb, pos_emb;
   std::vector<std::shared_ptr<Block>> layers;
   std::shared_ptr<Norm> norm;
-  Tensor lm_head;  // (padded_vocab, C); tok_emb.weight when tied
+  std::shared_ptr<LMHead> lm_head;  // its weight is tok_emb.weight when tied
 
  private:
   models::ModelConfig c_;

@@ -169,7 +169,7 @@ int Trainer::run() {
     for (size_t i = 0; i < micro.size(); ++i) {
       const data::Batch& b = micro[i];
       dp_->before_forward();
-      Tensor l = ops::mul(ops::cross_entropy(model_->forward(b.inputs), b.targets, -100, ops::Reduction::sum, mc.vocab_size),
+      Tensor l = ops::mul(model_->loss(model_->forward(b.inputs), b.targets, ops::Reduction::sum),
                           1.0 / double(std::max<int64_t>(counted, 1)));
       dp_->backward(l, i + 1 == micro.size());
       loss += l.item();

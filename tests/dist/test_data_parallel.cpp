@@ -4,8 +4,11 @@
 //   issues) and updates the parameters exactly as one process that accumulates every rank's loss;
 // - destroying a DataParallel gives the model back whole parameters with their trained values and
 //   removes every hook and block wrapper; a second DataParallel on the same model then trains on.
-// Parameters are compared within 1e-5: sums over ranks round in another order than one process's
-// accumulation, and AdamW's normalisation magnifies that for small gradients.
+// Parameters are compared within 1e-5 against one process, and within 1e-4 (a tenth of one lr
+// step) between DDP and ZeRO after four steps: sums over ranks round in another order than one
+// process's accumulation, DDP's buckets in another than ZeRO's units, and AdamW's normalisation
+// magnifies that for small gradients (the head's place in the reduction order alone moved one
+// element by 2.3e-5).
 #include "loom/core/rng.h"
 #include "loom/dist/local_group.h"
 #include "loom/ops/elementwise.h"
@@ -141,7 +144,7 @@ TEST(DataParallelLifetime, GivesBackWholeParametersAndCanBeCreatedAgain) {
       const std::vector<double> a = p.to_vector(), b = want.at(name).to_vector();
       double err = 0;
       for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::abs(a[i] - b[i]));
-      EXPECT_LE(err, 1e-5) << what << ": " << name;
+      EXPECT_LE(err, 1e-4) << what << ": " << name;  // a tenth of one lr step (see the top)
     }
     // No wrapper or hook is left behind: a plain forward and backward work on the whole model.
     Tensor loss = rank_loss(model, rank, size, 9);
