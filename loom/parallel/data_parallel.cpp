@@ -7,6 +7,8 @@
 #include <unordered_set>
 
 #include "loom/autograd/engine.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
 
 #include "loom/parallel/zero.h"
 
@@ -23,7 +25,7 @@ DataParallel::DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group
     : named_(model.named_parameters()), group_(std::move(group)), sharded_(sharded), tp_(std::move(tp)) {
   for (const auto& [name, p] : named_) {
     LOOM_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "data parallel: parameter {} must be contiguous f32", name);
-    split_dim_.push_back(tp_.dim_of(name));
+    split_.push_back(tp_.split_of(name));
   }
 }
 
@@ -52,7 +54,7 @@ double DataParallel::clip_grad_norm(double max_norm) {
   // every tp rank, are counted once.
   std::vector<Tensor> split, whole;
   const std::vector<ParamRange> mine = ranges(group_->rank());
-  for (size_t i = 0; i < mine.size(); ++i) (split_dim_[mine[i].param] >= 0 ? split : whole).push_back(pieces_[i]);
+  for (size_t i = 0; i < mine.size(); ++i) (split_[mine[i].param].dim >= 0 ? split : whole).push_back(pieces_[i]);
   auto sum = [](dist::Group& g, double v) {
     Tensor t = Tensor::full({1}, v, DType::f64);
     g.all_reduce(t, dist::ReduceOp::sum)->wait();
@@ -85,7 +87,7 @@ std::map<std::string, Shape> DataParallel::checkpoint_shapes() const {
   std::map<std::string, Shape> out;
   for (size_t i = 0; i < named_.size(); ++i) {
     Shape shape = named_[i].second.shape();
-    if (split_dim_[i] >= 0) shape[size_t(split_dim_[i])] *= tp_.size();
+    if (split_[i].dim >= 0) shape[size_t(split_[i].dim)] = split_[i].whole;
     for (const char* kind : kStateKinds) out.emplace(kind + named_[i].first, shape);
   }
   return out;
@@ -93,22 +95,30 @@ std::map<std::string, Shape> DataParallel::checkpoint_shapes() const {
 
 io::FlatSlice DataParallel::slice_of(const ParamRange& r, int tp_rank, const char* kind) const {
   io::FlatSlice s{kind + named_[r.param].first, r.begin, r.end};
-  if (const int dim = split_dim_[r.param]; dim >= 0) {
+  const TensorParallelLayout::Split& split = split_[r.param];
+  if (split.dim >= 0) {
+    const size_t dim = size_t(split.dim);
     s.box = named_[r.param].second.shape();
     s.offset.assign(s.box.size(), 0);
-    s.offset[size_t(dim)] = int64_t(tp_rank) * s.box[size_t(dim)];
+    s.offset[dim] = int64_t(tp_rank) * s.box[dim];
+    if (s.offset[dim] + s.box[dim] > split.whole) {  // vocabulary padding (dim 0): the rows past it are not in the checkpoint
+      const int64_t cols = named_[r.param].second.numel() / s.box[0];
+      s.box[0] = std::max<int64_t>(split.whole - s.offset[0], 0);
+      s.end = std::max(s.begin, std::min(s.end, s.box[0] * cols));
+      if (s.box[0] == 0) s.box = s.offset = {};
+    }
   }
   return s;
 }
 
-bool DataParallel::writes(int dp_rank, int tp_rank, size_t param) const {
-  return (sharded_ || dp_rank == 0) && (split_dim_[param] >= 0 || tp_rank == 0);
+bool DataParallel::writes(int dp_rank, int tp_rank, const ParamRange& r) const {
+  return (sharded_ || dp_rank == 0) && (split_[r.param].dim >= 0 || tp_rank == 0) && slice_of(r, tp_rank, "").end > r.begin;
 }
 
 std::vector<io::FlatSlice> DataParallel::checkpoint_slices(int dp_rank, int tp_rank) const {
   std::vector<io::FlatSlice> out;
   for (const ParamRange& r : ranges(dp_rank))
-    if (writes(dp_rank, tp_rank, r.param))
+    if (writes(dp_rank, tp_rank, r))
       for (const char* kind : kStateKinds) out.push_back(slice_of(r, tp_rank, kind));
   return out;
 }
@@ -117,7 +127,7 @@ std::vector<std::pair<io::FlatSlice, Tensor>> DataParallel::checkpoint_state() c
   std::vector<std::pair<io::FlatSlice, Tensor>> out;
   const std::vector<ParamRange> mine = ranges(group_->rank());
   for (size_t i = 0; i < mine.size(); ++i) {
-    if (!writes(group_->rank(), tp_.rank(), mine[i].param)) continue;
+    if (!writes(group_->rank(), tp_.rank(), mine[i])) continue;
     const Tensor* state[] = {&pieces_[i], &opt_->exp_avg()[i], &opt_->exp_avg_sq()[i]};
     for (int k = 0; k < 3; ++k) out.emplace_back(slice_of(mine[i], tp_.rank(), kStateKinds[k]), *state[k]);
   }
@@ -132,7 +142,14 @@ void DataParallel::load(const io::ShardedCheckpoint& ck) {
   const std::vector<ParamRange> mine = ranges(group_->rank());
   for (size_t i = 0; i < mine.size(); ++i) {
     Tensor* state[] = {&pieces_[i], &opt_->exp_avg()[i], &opt_->exp_avg_sq()[i]};
-    for (int k = 0; k < 3; ++k) ck.read(slice_of(mine[i], tp_.rank(), kStateKinds[k]), *state[k]);
+    for (int k = 0; k < 3; ++k) {
+      // A range cut short by vocabulary padding reads its start; the padding rows are zeros.
+      const io::FlatSlice part = slice_of(mine[i], tp_.rank(), kStateKinds[k]);
+      Tensor flat = ops::reshape(*state[k], {state[k]->numel()});
+      Tensor head = ops::narrow(flat, 0, 0, part.end - part.begin), tail = ops::narrow(flat, 0, part.end - part.begin, flat.numel() - head.numel());
+      if (head.numel() > 0) ck.read(part, head);
+      if (tail.numel() > 0) ops::copy_(tail, Tensor::zeros({}));
+    }
   }
   gather_params();
 }

@@ -93,15 +93,17 @@ class DataParallel {
   bool sync_ = true;
 
  private:
-  // The checkpoint slice of kind ("param.", ...) that range r is on the rank of tp coordinate tp_rank.
+  // The checkpoint slice of kind ("param.", ...) that range r is on the rank of tp coordinate
+  // tp_rank: its range of its block of the whole tensor, cut short where the block reaches into
+  // the vocabulary padding for tp (end == begin when all of it does).
   io::FlatSlice slice_of(const ParamRange& r, int tp_rank, const char* kind) const;
-  // Whether the rank at (dp_rank, tp_rank) writes its range of parameter `param`.
-  bool writes(int dp_rank, int tp_rank, size_t param) const;
+  // Whether the rank at (dp_rank, tp_rank) writes range r.
+  bool writes(int dp_rank, int tp_rank, const ParamRange& r) const;
 
   std::vector<HookHandle> hooks_;
   bool sharded_;  // pieces differ between ranks (ZeRO) rather than being replicas (DDP)
   TensorParallelLayout tp_;
-  std::vector<int> split_dim_;  // per parameter: tp_.dim_of its name
+  std::vector<TensorParallelLayout::Split> split_;  // per parameter
   double grad_scale_ = 1.0;  // from clip_grad_norm, applied by the next step()
   std::vector<Tensor> pieces_;
   std::unique_ptr<optim::AdamW> opt_;

@@ -5,6 +5,7 @@
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
 #include "loom/parallel/mappings.h"
+#include "loom/parallel/vocab_parallel.h"
 
 namespace loom::parallel {
 
@@ -51,10 +52,11 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   TensorParallelLayout layout{group, {}};
   auto replace = [&](const std::string& path, auto make, int weight_dim) {
     auto& whole = dynamic_cast<nn::Linear&>(*model.module_at(path));
+    const int64_t whole_rows = whole.weight.size(0), whole_cols = whole.weight.size(1);
     const bool bias_split = whole.bias.defined() && weight_dim == 0;
     model.replace_module(path, make(whole));
-    layout.split_dim[path + ".weight"] = weight_dim;
-    if (bias_split) layout.split_dim[path + ".bias"] = 0;
+    layout.splits[path + ".weight"] = {weight_dim, weight_dim == 0 ? whole_rows : whole_cols};
+    if (bias_split) layout.splits[path + ".bias"] = {0, whole_rows};
   };
   auto column = [&](const std::string& path) {
     replace(path, [&](const nn::Linear& w) { return std::make_shared<ColumnParallelLinear>(w, group); }, 0);
@@ -62,6 +64,14 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   auto row = [&](const std::string& path) {
     replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group); }, 1);
   };
+  // The vocabulary: the embedding first, so that a tied head shares its block.
+  auto emb = std::make_shared<VocabParallelEmbedding>(*model.tok_emb, group);
+  model.replace_module("tok_emb", emb);
+  layout.splits["tok_emb.weight"] = {0, c.padded_vocab};
+  auto head = c.tied_head ? std::make_shared<VocabParallelHead>(emb->weight, *model.lm_head, group)
+                          : std::make_shared<VocabParallelHead>(Tensor(), *model.lm_head, group);
+  model.replace_module("lm_head", head);
+  if (!c.tied_head) layout.splits["lm_head.weight"] = {0, c.padded_vocab};
   for (size_t i = 0; i < model.layers.size(); ++i) {
     const std::string block = "layers." + std::to_string(i) + ".";
     for (const char* p : {"attn.wq", "attn.wk", "attn.wv"}) column(block + p);

@@ -4,10 +4,10 @@
 // In each block, attention's q/k/v projections are column-parallel (whole heads per rank, so
 // attention runs on local heads) and its output projection row-parallel; the MLP's up
 // projections (fc, or SwiGLU's gate and up) are column-parallel and its down projection
-// row-parallel. Embeddings, norms and the head stay replicated; their gradients come out
+// row-parallel. The token embedding and the head are split by vocabulary (vocab_parallel.h).
+// Norms, learned positions and row-parallel biases stay whole; their gradients come out
 // identical on every rank of the group, so they need no communication.
-// Not yet: sequence parallelism, vocabulary-parallel embedding and loss, kv heads fewer than
-// ranks (replicated kv heads).
+// Not yet: sequence parallelism, kv heads fewer than ranks (replicated kv heads).
 #pragma once
 
 #include <map>
@@ -45,20 +45,24 @@ class RowParallelLinear : public nn::Linear {
 // into group->size() equal blocks, rank r holding block r; the others are whole on every rank of
 // the group, with gradients that come out identical on each.
 struct TensorParallelLayout {
-  std::shared_ptr<dist::Group> group;    // null: no tensor parallelism
-  std::map<std::string, int> split_dim;  // parameter name -> the dim it is split along
+  struct Split {
+    int dim = -1;       // -1: whole
+    int64_t whole = 0;  // the whole tensor's size along dim; blocks past it (vocabulary padding for tp, dim 0 only) are zeros
+  };
+  std::shared_ptr<dist::Group> group;   // null: no tensor parallelism
+  std::map<std::string, Split> splits;  // by parameter name
   int size() const { return group ? group->size() : 1; }
   int rank() const { return group ? group->rank() : 0; }
-  // -1 for a whole parameter.
-  int dim_of(const std::string& param) const {
-    auto it = split_dim.find(param);
-    return it == split_dim.end() ? -1 : it->second;
+  Split split_of(const std::string& param) const {
+    auto it = splits.find(param);
+    return it == splits.end() ? Split{} : it->second;
   }
 };
 
-// Replaces every block's linears by their tensor-parallel forms over `group`. The model's
-// weights must already hold their whole values (each rank keeps its slice of them). Errors
-// name the size that does not divide: heads, kv heads, MLP width.
+// Replaces every block's linears by their tensor-parallel forms over `group`, and the token
+// embedding and head by vocabulary-parallel ones (vocab_parallel.h). The model's weights must
+// already hold their whole values (each rank keeps its slice of them). Errors name the size that
+// does not divide: heads, kv heads, MLP width.
 TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group);
 
 }  // namespace loom::parallel

@@ -7,6 +7,7 @@
 #include "loom/autograd/function.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
+#include "loom/parallel/mappings.h"
 
 namespace loom::parallel {
 
@@ -82,6 +83,63 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_in, const Tensor& targe
                      return std::vector<Tensor>{ops::reshape(d, logits.shape())};
                    });
   return out;
+}
+
+int64_t vocab_rows_per_rank(int64_t padded_vocab, int size) {
+  const int64_t multiple = 128 * int64_t(size);
+  return (padded_vocab + multiple - 1) / multiple * 128;
+}
+
+namespace {
+
+// Rank `rank`'s block of `rows` rows of a whole (V, C) weight, zeros past V.
+Tensor row_block(const Tensor& whole, int64_t rows, int rank) {
+  autograd::NoGradGuard no_grad;
+  Tensor block = Tensor::zeros({rows, whole.size(1)});
+  const int64_t start = int64_t(rank) * rows, n = std::clamp<int64_t>(whole.size(0) - start, 0, rows);
+  if (n > 0) {
+    Tensor dst = ops::narrow(block, 0, 0, n);
+    ops::copy_(dst, ops::narrow(whole, 0, start, n));
+  }
+  return block;
+}
+
+}  // namespace
+
+VocabParallelEmbedding::VocabParallelEmbedding(const nn::Embedding& whole, std::shared_ptr<dist::Group> group)
+    : nn::Embedding(vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1)), group_(std::move(group)) {
+  autograd::NoGradGuard no_grad;
+  ops::copy_(weight, row_block(whole.weight, weight.size(0), group_->rank()));
+}
+
+Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
+  const int64_t rows = weight.size(0), start = group_->rank() * rows;
+  std::vector<int64_t> local = ids.to_ints();
+  std::vector<double> mask(local.size());
+  for (size_t i = 0; i < local.size(); ++i) {
+    const bool mine = local[i] >= start && local[i] < start + rows;
+    mask[i] = mine ? 1.0 : 0.0;
+    local[i] = mine ? local[i] - start : 0;
+  }
+  Shape mask_shape = ids.shape();
+  mask_shape.push_back(1);
+  Tensor partial = ops::mul(ops::embedding(Tensor::from_ints(local, ids.shape()), weight), Tensor::from_vector(mask, mask_shape));
+  return reduce_from(partial, group_);
+}
+
+VocabParallelHead::VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group)
+    : nn::LMHead(tied, vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1), whole.vocab_size),
+      group_(std::move(group)) {
+  if (!tied.defined()) {
+    autograd::NoGradGuard no_grad;
+    ops::copy_(weight, row_block(whole.weight, weight.size(0), group_->rank()));
+  }
+}
+
+Tensor VocabParallelHead::forward(const Tensor& h) const { return ops::linear(copy_to(h, group_), weight); }
+
+Tensor VocabParallelHead::loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const {
+  return vocab_parallel_cross_entropy(logits, targets, group_, vocab_size, -100, reduction);
 }
 
 }  // namespace loom::parallel

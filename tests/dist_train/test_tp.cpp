@@ -3,8 +3,10 @@
 // relative) and, read back from its sharded checkpoint as a whole model, the same parameters
 // (within 2e-5), for LLaMA-GQA at tp 2 (with and without data parallelism and ZeRO) and GPT-2 at
 // tp 4. A checkpoint written under dp 2 × tp 2 resumes under one process, under tp 2 alone and
-// under dp 4 with the losses of the run that never stopped.
+// under dp 4 with the losses of the run that never stopped; one written at tp 4, where the
+// vocabulary is padded further for tp, resumes at tp 2 and in one process.
 #include "loom/io/hf_checkpoint.h"
+#include "loom/io/sharded_checkpoint.h"
 #include "train_util.h"
 
 namespace {
@@ -59,6 +61,24 @@ TEST(TensorParallelCheckpoint, ResumesUnderAnotherLayout) {
     fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
     train(d, l, name, "--resume");
     expect_same_losses(losses(d / (name + ".jsonl")), tail, name);
+  }
+}
+
+// GPT-2's 256-token vocabulary is padded to 512 rows at tp 4 (128 per rank); the checkpoint holds
+// the model's 256 rows, written by ranks 0 and 1 alone, and resumes at tp 2 and in one process.
+TEST(TensorParallelCheckpoint, VocabularyPaddingForTpIsNotInTheCheckpoint) {
+  Scratch d;
+  const std::string model = " --model.preset=gpt2-tiny";
+  train(d, Layout{4, 0, 4, 1, 4}, "full", "--checkpoint.every=10" + model);
+  const std::vector<double> full = losses(d / "full.jsonl");
+  ASSERT_EQ(full.size(), 20u);
+  EXPECT_EQ(io::ShardedCheckpoint(d / "full/step_00000010").shapes().at("param.tok_emb.weight"), (Shape{256, 64}));
+  const std::pair<std::string, Layout> resumes[] = {{"one", {0, 0, 4, 1}}, {"tp2", {2, 0, 4, 1, 2}}};
+  for (const auto& [name, l] : resumes) {
+    fs::create_directories(d / name);
+    fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
+    train(d, l, name, "--resume" + model);
+    expect_same_losses(losses(d / (name + ".jsonl")), std::vector<double>(full.begin() + 10, full.end()), name);
   }
 }
 
