@@ -7,7 +7,6 @@
 #include <unordered_set>
 
 #include "loom/autograd/engine.h"
-#include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
 
 #include "loom/parallel/zero.h"
@@ -54,7 +53,13 @@ double DataParallel::clip_grad_norm(double max_norm) {
   // every tp rank, are counted once.
   std::vector<Tensor> split, whole;
   const std::vector<ParamRange> mine = ranges(group_->rank());
-  for (size_t i = 0; i < mine.size(); ++i) (split_[mine[i].param].dim >= 0 ? split : whole).push_back(pieces_[i]);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const TensorParallelLayout::Split& s = split_[mine[i].param];
+    if (s.dim < 0)
+      whole.push_back(pieces_[i]);
+    else if (tp_.rank() % s.replicas == 0)  // a replicated block counts on its first rank
+      split.push_back(pieces_[i]);
+  }
   auto sum = [](dist::Group& g, double v) {
     Tensor t = Tensor::full({1}, v, DType::f64);
     g.all_reduce(t, dist::ReduceOp::sum)->wait();
@@ -100,7 +105,7 @@ io::FlatSlice DataParallel::slice_of(const ParamRange& r, int tp_rank, const cha
     const size_t dim = size_t(split.dim);
     s.box = named_[r.param].second.shape();
     s.offset.assign(s.box.size(), 0);
-    s.offset[dim] = int64_t(tp_rank) * s.box[dim];
+    s.offset[dim] = int64_t(tp_rank / split.replicas) * s.box[dim];
     if (s.offset[dim] + s.box[dim] > split.whole) {  // vocabulary padding (dim 0): the rows past it are not in the checkpoint
       const int64_t cols = named_[r.param].second.numel() / s.box[0];
       s.box[0] = std::max<int64_t>(split.whole - s.offset[0], 0);
@@ -112,7 +117,8 @@ io::FlatSlice DataParallel::slice_of(const ParamRange& r, int tp_rank, const cha
 }
 
 bool DataParallel::writes(int dp_rank, int tp_rank, const ParamRange& r) const {
-  return (sharded_ || dp_rank == 0) && (split_[r.param].dim >= 0 || tp_rank == 0) && slice_of(r, tp_rank, "").end > r.begin;
+  const TensorParallelLayout::Split& s = split_[r.param];
+  return (sharded_ || dp_rank == 0) && tp_rank % (s.dim >= 0 ? s.replicas : tp_.size()) == 0 && slice_of(r, tp_rank, "").end > r.begin;
 }
 
 std::vector<io::FlatSlice> DataParallel::checkpoint_slices(int dp_rank, int tp_rank) const {
@@ -148,7 +154,7 @@ void DataParallel::load(const io::ShardedCheckpoint& ck) {
       Tensor flat = ops::reshape(*state[k], {state[k]->numel()});
       Tensor head = ops::narrow(flat, 0, 0, part.end - part.begin), tail = ops::narrow(flat, 0, part.end - part.begin, flat.numel() - head.numel());
       if (head.numel() > 0) ck.read(part, head);
-      if (tail.numel() > 0) ops::copy_(tail, Tensor::zeros({}));
+      if (tail.numel() > 0) std::memset(tail.data<float>(), 0, size_t(tail.numel()) * sizeof(float));
     }
   }
   gather_params();

@@ -11,9 +11,10 @@ namespace loom::parallel {
 
 namespace {
 
-int64_t shard(int64_t n, const dist::Group& g, const char* what) {
-  LOOM_CHECK(n % g.size() == 0, "tensor parallel: {} of {} does not split over {} ranks", what, n, g.size());
-  return n / g.size();
+// n / (ranks / replicas): the size of one of the blocks that n splits into.
+int64_t shard(int64_t n, const dist::Group& g, const char* what, int replicas = 1) {
+  LOOM_CHECK(n * replicas % g.size() == 0, "tensor parallel: {} of {} does not split over {} ranks", what, n, g.size());
+  return n * replicas / g.size();
 }
 
 void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
@@ -23,15 +24,21 @@ void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
 
 }  // namespace
 
-ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group)
-    : nn::Linear(whole.weight.size(1), shard(whole.weight.size(0), *group, "output features"), whole.bias.defined()),
-      group_(std::move(group)) {
-  const int64_t rows = weight.size(0), start = group_->rank() * rows;
+ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas,
+                                           std::shared_ptr<dist::Group> replica_group)
+    : nn::Linear(whole.weight.size(1), whole.weight.size(0) * replicas / group->size(), whole.bias.defined()),
+      group_(std::move(group)), replica_group_(std::move(replica_group)) {
+  shard(whole.weight.size(0), *group_, "output features", replicas);
+  const int64_t rows = weight.size(0), start = group_->rank() / replicas * rows;
   copy_slice(weight, whole.weight, 0, start);
   if (bias.defined()) copy_slice(bias, whole.bias, 0, start);
 }
 
-Tensor ColumnParallelLinear::forward(const Tensor& x) const { return ops::linear(copy_to(x, group_), weight, bias); }
+Tensor ColumnParallelLinear::forward(const Tensor& x) const {
+  if (!replica_group_) return ops::linear(copy_to(x, group_), weight, bias);
+  // Each replica's gradient holds its own query heads' share: copy_to sums them in backward.
+  return ops::linear(copy_to(x, group_), copy_to(weight, replica_group_), bias.defined() ? copy_to(bias, replica_group_) : bias);
+}
 
 RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group)
     : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined()),
@@ -48,7 +55,11 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
 TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group) {
   const models::ModelConfig& c = model.config();
   shard(c.n_head, *group, "attention heads");
-  shard(c.n_kv_head, *group, "kv heads");  // fewer kv heads than ranks would need replicated kv heads
+  // Fewer kv heads than ranks: each is replicated on the group->size() / n_kv_head ranks whose
+  // query heads use it (those ranks are neighbours: query heads are split in order).
+  const int replicas = c.n_kv_head < group->size() && group->size() % c.n_kv_head == 0 ? group->size() / int(c.n_kv_head) : 1;
+  if (replicas == 1) shard(c.n_kv_head, *group, "kv heads");
+  const std::shared_ptr<dist::Group> kv_group = replicas > 1 ? group->split(group->rank() / replicas, group->rank(), group->name() + ".kv") : nullptr;
   TensorParallelLayout layout{group, {}};
   auto replace = [&](const std::string& path, auto make, int weight_dim) {
     auto& whole = dynamic_cast<nn::Linear&>(*model.module_at(path));
@@ -58,8 +69,12 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
     layout.splits[path + ".weight"] = {weight_dim, weight_dim == 0 ? whole_rows : whole_cols};
     if (bias_split) layout.splits[path + ".bias"] = {0, whole_rows};
   };
-  auto column = [&](const std::string& path) {
-    replace(path, [&](const nn::Linear& w) { return std::make_shared<ColumnParallelLinear>(w, group); }, 0);
+  auto column = [&](const std::string& path, int reps = 1) {
+    replace(path, [&](const nn::Linear& w) { return std::make_shared<ColumnParallelLinear>(w, group, reps, reps > 1 ? kv_group : nullptr); },
+            0);
+    if (reps > 1)
+      for (const char* p : {".weight", ".bias"})
+        if (layout.splits.count(path + p)) layout.splits[path + p].replicas = reps;
   };
   auto row = [&](const std::string& path) {
     replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group); }, 1);
@@ -74,7 +89,8 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   if (!c.tied_head) layout.splits["lm_head.weight"] = {0, c.padded_vocab};
   for (size_t i = 0; i < model.layers.size(); ++i) {
     const std::string block = "layers." + std::to_string(i) + ".";
-    for (const char* p : {"attn.wq", "attn.wk", "attn.wv"}) column(block + p);
+    column(block + "attn.wq");
+    for (const char* p : {"attn.wk", "attn.wv"}) column(block + p, replicas);
     row(block + "attn.wo");
     for (const char* p : c.swiglu ? std::vector<const char*>{"mlp.gate", "mlp.up"} : std::vector<const char*>{"mlp.fc"}) column(block + p);
     row(block + (c.swiglu ? "mlp.down" : "mlp.proj"));

@@ -7,7 +7,9 @@
 // row-parallel. The token embedding and the head are split by vocabulary (vocab_parallel.h).
 // Norms, learned positions and row-parallel biases stay whole; their gradients come out
 // identical on every rank of the group, so they need no communication.
-// Not yet: sequence parallelism, kv heads fewer than ranks (replicated kv heads).
+// With fewer kv heads than ranks (the ranks a multiple of them), each kv head's k/v rows are
+// replicated on the ranks whose query heads use it.
+// Not yet: sequence parallelism.
 #pragma once
 
 #include <map>
@@ -19,15 +21,18 @@
 
 namespace loom::parallel {
 
-// The rank's rows [r·out/n, (r+1)·out/n) of a whole linear's weight and bias. Input replicated,
-// output sharded along its last dim.
+// Block b = r / replicas of a whole linear's weight and bias split into n / replicas blocks of
+// rows (rank r's rows [r·out/n, (r+1)·out/n) when replicas is 1). Input replicated, output
+// sharded along its last dim. With replicas > 1 (kv heads fewer than ranks) `replica_group`
+// holds the ranks sharing this block: the weight's gradient is summed over them in backward.
 class ColumnParallelLinear : public nn::Linear {
  public:
-  ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group);
+  ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas = 1,
+                       std::shared_ptr<dist::Group> replica_group = nullptr);
   Tensor forward(const Tensor& x) const override;
 
  private:
-  std::shared_ptr<dist::Group> group_;
+  std::shared_ptr<dist::Group> group_, replica_group_;
 };
 
 // The rank's columns [r·in/n, (r+1)·in/n) of a whole linear's weight; the bias whole, added
@@ -48,6 +53,7 @@ struct TensorParallelLayout {
   struct Split {
     int dim = -1;       // -1: whole
     int64_t whole = 0;  // the whole tensor's size along dim; blocks past it (vocabulary padding for tp, dim 0 only) are zeros
+    int replicas = 1;   // ranks r with the same r / replicas hold the same block (kv heads fewer than ranks)
   };
   std::shared_ptr<dist::Group> group;   // null: no tensor parallelism
   std::map<std::string, Split> splits;  // by parameter name
@@ -62,7 +68,7 @@ struct TensorParallelLayout {
 // Replaces every block's linears by their tensor-parallel forms over `group`, and the token
 // embedding and head by vocabulary-parallel ones (vocab_parallel.h). The model's weights must
 // already hold their whole values (each rank keeps its slice of them). Errors name the size that
-// does not divide: heads, kv heads, MLP width.
+// does not divide: heads, kv heads (nor are they a divisor of the ranks), MLP width.
 TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group);
 
 }  // namespace loom::parallel

@@ -2,7 +2,8 @@
 // gradient, equal those of the whole model in one process — a sharded parameter's gradient being
 // the matching block of the whole one, its rows past the whole vocabulary (padding for tp) zero —
 // for GPT-2 (biases, GELU MLP, tied head; its 256-token vocabulary padded to 512 at 4 ranks) and
-// Qwen2 (q/k/v biases, grouped-query attention, SwiGLU, tied head) and LLaMA (untied head) shapes.
+// Qwen2 (q/k/v biases, grouped-query attention, SwiGLU, tied head; at 4 ranks each of its 2 kv
+// heads replicated on 2) and LLaMA (untied head, one kv head replicated on every rank) shapes.
 #include "loom/core/rng.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
@@ -37,7 +38,7 @@ void expect_matches_one_process(models::ModelConfig c) {
     Tensor g = grads.at(name).grad(), mine = p.grad();
     const parallel::TensorParallelLayout::Split s = layout.split_of(name);
     if (s.dim >= 0) {
-      const int64_t n = p.size(s.dim), start = rank * n, have = std::clamp<int64_t>(s.whole - start, 0, n);
+      const int64_t n = p.size(s.dim), start = rank / s.replicas * n, have = std::clamp<int64_t>(s.whole - start, 0, n);
       ASSERT_EQ(s.whole, g.size(s.dim)) << name;
       if (have < n) {
         Tensor pad = ops::narrow(mine, s.dim, have, n - have);
@@ -54,23 +55,30 @@ void expect_matches_one_process(models::ModelConfig c) {
 
 TEST(TensorParallel, GradientsMatchOneProcess) {
   expect_matches_one_process(models::preset("gpt2-tiny"));
-  models::ModelConfig qwen = models::preset("qwen2-tiny");
-  if (world()->size() == 4) qwen.n_kv_head = 4;  // 2 kv heads do not split over 4 ranks (replicated kv heads: not yet)
-  expect_matches_one_process(qwen);
+  expect_matches_one_process(models::preset("qwen2-tiny"));  // 2 kv heads: each on 2 of 4 ranks
   models::ModelConfig llama = models::preset("llama-tiny");
-  llama.n_kv_head = world()->size() == 4 ? 4 : 2;
+  llama.n_kv_head = 1;  // one kv head on every rank
   expect_matches_one_process(llama);
 }
 
 TEST(TensorParallel, SizesThatDoNotSplitAreNamed) {
-  if (world()->size() != 4) GTEST_SKIP() << "llama-tiny's 2 kv heads split over 1 or 2 ranks";
-  nn::TransformerLM model(models::preset("llama-tiny"));
-  try {
-    parallel::apply_tensor_parallel(model, world());
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tensor parallel: kv heads of 2 does not split over 4 ranks"), std::string::npos) << e.what();
-  }
+  if (world()->size() != 4) GTEST_SKIP() << "the sizes below split over 1 or 2 ranks";
+  auto expect_error = [](models::ModelConfig c, const std::string& want) {
+    nn::TransformerLM model(c);
+    try {
+      parallel::apply_tensor_parallel(model, world());
+      ADD_FAILURE() << "no error for " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  models::ModelConfig c = models::preset("gpt2-tiny");
+  c.n_head = c.n_kv_head = 2;
+  c.head_dim = 32;
+  expect_error(c, "tensor parallel: attention heads of 2 does not split over 4 ranks");
+  c = models::preset("llama-tiny");
+  c.intermediate = 162;
+  expect_error(c, "tensor parallel: output features of 162 does not split over 4 ranks");
 }
 
 }  // namespace

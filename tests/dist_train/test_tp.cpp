@@ -1,10 +1,11 @@
 // Tensor-parallel training matches one process: `mpirun -np N loom train --parallel.tp=T` gives
 // the per-step losses and gradient norms of one process on the same global batch (within 1e-5
 // relative) and, read back from its sharded checkpoint as a whole model, the same parameters
-// (within 2e-5), for LLaMA-GQA at tp 2 (with and without data parallelism and ZeRO) and GPT-2 at
-// tp 4. A checkpoint written under dp 2 × tp 2 resumes under one process, under tp 2 alone and
-// under dp 4 with the losses of the run that never stopped; one written at tp 4, where the
-// vocabulary is padded further for tp, resumes at tp 2 and in one process.
+// (within 2e-5), for LLaMA-GQA at tp 2 (with and without data parallelism and ZeRO) and at tp 4
+// (its 2 kv heads each replicated on 2 ranks), and GPT-2 at tp 4. A checkpoint written under
+// dp 2 × tp 2 resumes under one process, under tp 2 alone, under tp 4 (kv heads replicated, the
+// vocabulary padded further for tp) and under dp 4 with the losses of the run that never
+// stopped; one written at tp 4 resumes at tp 2 and in one process.
 #include "loom/io/hf_checkpoint.h"
 #include "loom/io/sharded_checkpoint.h"
 #include "train_util.h"
@@ -32,7 +33,8 @@ struct TpCase {
 TEST(TensorParallel, MatchesOneProcessOnTheSameGlobalBatch) {
   // GPT-2's key bias has an exactly-zero gradient whose rounding noise AdamW turns into ±lr
   // steps (see test_ddp.cpp); it cannot change a loss, and it is left out of the comparison.
-  const TpCase cases[] = {{"llama-tiny", {2, 0, 4, 1, 2}}, {"llama-tiny", {4, 1, 1, 2, 2}}, {"gpt2-tiny", {4, 0, 4, 1, 4}}};
+  const TpCase cases[] = {{"llama-tiny", {2, 0, 4, 1, 2}}, {"llama-tiny", {4, 1, 1, 2, 2}}, {"llama-tiny", {4, 2, 4, 1, 4}},
+                           {"gpt2-tiny", {4, 0, 4, 1, 4}}};
   for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
     Scratch d;
     const std::string model = std::string(" --model.preset=") + preset;
@@ -55,7 +57,8 @@ TEST(TensorParallelCheckpoint, ResumesUnderAnotherLayout) {
   const std::vector<double> full = losses(d / "full.jsonl");
   ASSERT_EQ(full.size(), 20u);
   const std::vector<double> tail(full.begin() + 10, full.end());
-  const std::pair<std::string, Layout> resumes[] = {{"one", {0, 0, 4, 1}}, {"tp2", {2, 0, 4, 1, 2}}, {"dp4_zero3", {4, 3, 1, 1}}};
+  const std::pair<std::string, Layout> resumes[] = {
+      {"one", {0, 0, 4, 1}}, {"tp2", {2, 0, 4, 1, 2}}, {"tp4_kv_replicated", {4, 0, 4, 1, 4}}, {"dp4_zero3", {4, 3, 1, 1}}};
   for (const auto& [name, l] : resumes) {
     fs::create_directories(d / name);
     fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
