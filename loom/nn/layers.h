@@ -51,8 +51,14 @@ class Norm : public Module {
     weight = register_parameter("weight", Tensor::ones({dim}));
     if (!rms) bias = register_parameter("bias", Tensor::zeros({dim}));
   }
-  Tensor forward(const Tensor& x) const { return rms_ ? ops::rms_norm(x, weight, eps_) : ops::layer_norm(x, weight, bias, eps_); }
+  virtual Tensor forward(const Tensor& x) const { return apply(x, weight, bias); }  // virtual: see Linear
+  bool rms() const { return rms_; }
+  double eps() const { return eps_; }
   Tensor weight, bias;
+
+ protected:
+  // The norm of x with these parameters (the module's own, or views of them).
+  Tensor apply(const Tensor& x, const Tensor& w, const Tensor& b) const { return rms_ ? ops::rms_norm(x, w, eps_) : ops::layer_norm(x, w, b, eps_); }
 
  private:
   bool rms_;

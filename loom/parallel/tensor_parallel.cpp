@@ -24,10 +24,10 @@ void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
 
 }  // namespace
 
-ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas,
-                                           std::shared_ptr<dist::Group> replica_group)
+ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel,
+                                           int replicas, std::shared_ptr<dist::Group> replica_group)
     : nn::Linear(whole.weight.size(1), whole.weight.size(0) * replicas / group->size(), whole.bias.defined()),
-      group_(std::move(group)), replica_group_(std::move(replica_group)) {
+      group_(std::move(group)), replica_group_(std::move(replica_group)), sequence_parallel_(sequence_parallel) {
   shard(whole.weight.size(0), *group_, "output features", replicas);
   const int64_t rows = weight.size(0), start = group_->rank() / replicas * rows;
   copy_slice(weight, whole.weight, 0, start);
@@ -35,24 +35,48 @@ ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_
 }
 
 Tensor ColumnParallelLinear::forward(const Tensor& x) const {
-  if (!replica_group_) return ops::linear(copy_to(x, group_), weight, bias);
+  const Tensor in = sequence_parallel_ ? x : copy_to(x, group_);
+  if (!replica_group_) return ops::linear(in, weight, bias);
   // Each replica's gradient holds its own query heads' share: copy_to sums them in backward.
-  return ops::linear(copy_to(x, group_), copy_to(weight, replica_group_), bias.defined() ? copy_to(bias, replica_group_) : bias);
+  return ops::linear(in, copy_to(weight, replica_group_), bias.defined() ? copy_to(bias, replica_group_) : bias);
 }
 
-RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group)
+RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
     : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined()),
-      group_(std::move(group)) {
+      group_(std::move(group)), sequence_parallel_(sequence_parallel) {
   copy_slice(weight, whole.weight, 1, group_->rank() * weight.size(1));
   if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
 }
 
 Tensor RowParallelLinear::forward(const Tensor& x) const {
-  Tensor y = reduce_from(ops::linear(x, weight, Tensor()), group_);
-  return bias.defined() ? ops::add(y, bias) : y;
+  const Tensor partial = ops::linear(x, weight, Tensor());
+  if (!sequence_parallel_) {
+    Tensor y = reduce_from(partial, group_);
+    return bias.defined() ? ops::add(y, bias) : y;
+  }
+  Tensor y = reduce_scatter_to(partial, group_, 1);
+  return bias.defined() ? ops::add(y, copy_to(bias, group_)) : y;
 }
 
-TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group) {
+SequenceParallelNorm::SequenceParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group)
+    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps()), group_(std::move(group)) {
+  copy_slice(weight, whole.weight, 0, 0);
+  if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
+}
+
+Tensor SequenceParallelNorm::forward(const Tensor& x) const {
+  const Tensor y = apply(x, copy_to(weight, group_), bias.defined() ? copy_to(bias, group_) : bias);
+  return all_gather_to(y, group_, 1);
+}
+
+SequenceParallelPositions::SequenceParallelPositions(const nn::Embedding& whole, std::shared_ptr<dist::Group> group)
+    : nn::Embedding(whole.weight.size(0), whole.weight.size(1)), group_(std::move(group)) {
+  copy_slice(weight, whole.weight, 0, 0);
+}
+
+Tensor SequenceParallelPositions::forward(const Tensor& positions) const { return scatter_to(nn::Embedding::forward(positions), group_, 0); }
+
+TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group, bool sequence_parallel) {
   const models::ModelConfig& c = model.config();
   shard(c.n_head, *group, "attention heads");
   // Fewer kv heads than ranks: each is replicated on the group->size() / n_kv_head ranks whose
@@ -70,21 +94,23 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
     if (bias_split) layout.splits[path + ".bias"] = {0, whole_rows};
   };
   auto column = [&](const std::string& path, int reps = 1) {
-    replace(path, [&](const nn::Linear& w) { return std::make_shared<ColumnParallelLinear>(w, group, reps, reps > 1 ? kv_group : nullptr); },
+    replace(path,
+            [&](const nn::Linear& w) {
+              return std::make_shared<ColumnParallelLinear>(w, group, sequence_parallel, reps, reps > 1 ? kv_group : nullptr);
+            },
             0);
     if (reps > 1)
       for (const char* p : {".weight", ".bias"})
         if (layout.splits.count(path + p)) layout.splits[path + p].replicas = reps;
   };
   auto row = [&](const std::string& path) {
-    replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group); }, 1);
+    replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group, sequence_parallel); }, 1);
   };
   // The vocabulary: the embedding first, so that a tied head shares its block.
-  auto emb = std::make_shared<VocabParallelEmbedding>(*model.tok_emb, group);
+  auto emb = std::make_shared<VocabParallelEmbedding>(*model.tok_emb, group, sequence_parallel);
   model.replace_module("tok_emb", emb);
   layout.splits["tok_emb.weight"] = {0, c.padded_vocab};
-  auto head = c.tied_head ? std::make_shared<VocabParallelHead>(emb->weight, *model.lm_head, group)
-                          : std::make_shared<VocabParallelHead>(Tensor(), *model.lm_head, group);
+  auto head = std::make_shared<VocabParallelHead>(c.tied_head ? emb->weight : Tensor(), *model.lm_head, group, sequence_parallel);
   model.replace_module("lm_head", head);
   if (!c.tied_head) layout.splits["lm_head.weight"] = {0, c.padded_vocab};
   for (size_t i = 0; i < model.layers.size(); ++i) {
@@ -94,6 +120,13 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
     row(block + "attn.wo");
     for (const char* p : c.swiglu ? std::vector<const char*>{"mlp.gate", "mlp.up"} : std::vector<const char*>{"mlp.fc"}) column(block + p);
     row(block + (c.swiglu ? "mlp.down" : "mlp.proj"));
+    if (sequence_parallel)
+      for (const char* p : {"attn_norm", "mlp_norm"})
+        model.replace_module(block + p, std::make_shared<SequenceParallelNorm>(dynamic_cast<nn::Norm&>(*model.module_at(block + p)), group));
+  }
+  if (sequence_parallel) {
+    model.replace_module("norm", std::make_shared<SequenceParallelNorm>(*model.norm, group));
+    if (model.pos_emb) model.replace_module("pos_emb", std::make_shared<SequenceParallelPositions>(*model.pos_emb, group));
   }
   return layout;
 }

@@ -9,7 +9,9 @@
 // identical on every rank of the group, so they need no communication.
 // With fewer kv heads than ranks (the ranks a multiple of them), each kv head's k/v rows are
 // replicated on the ranks whose query heads use it.
-// Not yet: sequence parallelism.
+// Sequence parallelism (Megatron's): between the tensor-parallel regions — norms, residual adds,
+// embeddings' sum — each rank holds T/n of the positions; the norms gather the sequence before
+// each region and the row-parallel linears reduce-scatter it after, instead of all-reducing.
 #pragma once
 
 #include <map>
@@ -25,22 +27,50 @@ namespace loom::parallel {
 // rows (rank r's rows [r·out/n, (r+1)·out/n) when replicas is 1). Input replicated, output
 // sharded along its last dim. With replicas > 1 (kv heads fewer than ranks) `replica_group`
 // holds the ranks sharing this block: the weight's gradient is summed over them in backward.
+// Under sequence parallelism the input arrives gathered (SequenceParallelNorm), whose backward
+// already sums the input's gradient over the group.
 class ColumnParallelLinear : public nn::Linear {
  public:
-  ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas = 1,
+  ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel = false, int replicas = 1,
                        std::shared_ptr<dist::Group> replica_group = nullptr);
   Tensor forward(const Tensor& x) const override;
 
  private:
   std::shared_ptr<dist::Group> group_, replica_group_;
+  bool sequence_parallel_;
 };
 
 // The rank's columns [r·in/n, (r+1)·in/n) of a whole linear's weight; the bias whole, added
-// once after the partial products are summed. Input sharded along its last dim, output replicated.
+// once after the partial products are summed. Input sharded along its last dim, output
+// replicated — or, under sequence parallelism, reduce-scattered along the sequence (dim 1), the
+// bias added to each rank's positions and its gradient summed over the group.
 class RowParallelLinear : public nn::Linear {
  public:
-  RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group);
+  RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel = false);
   Tensor forward(const Tensor& x) const override;
+
+ private:
+  std::shared_ptr<dist::Group> group_;
+  bool sequence_parallel_;
+};
+
+// Sequence parallelism's norm: on this rank's positions (B, T/n, C), then gathered along the
+// sequence for the column-parallel linears that follow (backward: reduce-scatter). Its
+// parameters' gradients, from this rank's positions only, are summed over the group.
+class SequenceParallelNorm : public nn::Norm {
+ public:
+  SequenceParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group);
+  Tensor forward(const Tensor& x) const override;
+
+ private:
+  std::shared_ptr<dist::Group> group_;
+};
+
+// Learned positions under sequence parallelism: the rows of this rank's positions (T/n of T).
+class SequenceParallelPositions : public nn::Embedding {
+ public:
+  SequenceParallelPositions(const nn::Embedding& whole, std::shared_ptr<dist::Group> group);
+  Tensor forward(const Tensor& positions) const override;
 
  private:
   std::shared_ptr<dist::Group> group_;
@@ -69,6 +99,7 @@ struct TensorParallelLayout {
 // embedding and head by vocabulary-parallel ones (vocab_parallel.h). The model's weights must
 // already hold their whole values (each rank keeps its slice of them). Errors name the size that
 // does not divide: heads, kv heads (nor are they a divisor of the ranks), MLP width.
-TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group);
+TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group,
+                                           bool sequence_parallel = false);
 
 }  // namespace loom::parallel

@@ -106,8 +106,9 @@ Tensor row_block(const Tensor& whole, int64_t rows, int rank) {
 
 }  // namespace
 
-VocabParallelEmbedding::VocabParallelEmbedding(const nn::Embedding& whole, std::shared_ptr<dist::Group> group)
-    : nn::Embedding(vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1)), group_(std::move(group)) {
+VocabParallelEmbedding::VocabParallelEmbedding(const nn::Embedding& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
+    : nn::Embedding(vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1)), group_(std::move(group)),
+      sequence_parallel_(sequence_parallel) {
   autograd::NoGradGuard no_grad;
   ops::copy_(weight, row_block(whole.weight, weight.size(0), group_->rank()));
 }
@@ -124,19 +125,19 @@ Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
   Shape mask_shape = ids.shape();
   mask_shape.push_back(1);
   Tensor partial = ops::mul(ops::embedding(Tensor::from_ints(local, ids.shape()), weight), Tensor::from_vector(mask, mask_shape));
-  return reduce_from(partial, group_);
+  return sequence_parallel_ ? reduce_scatter_to(partial, group_, 1) : reduce_from(partial, group_);
 }
 
-VocabParallelHead::VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group)
+VocabParallelHead::VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
     : nn::LMHead(tied, vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1), whole.vocab_size),
-      group_(std::move(group)) {
+      group_(std::move(group)), sequence_parallel_(sequence_parallel) {
   if (!tied.defined()) {
     autograd::NoGradGuard no_grad;
     ops::copy_(weight, row_block(whole.weight, weight.size(0), group_->rank()));
   }
 }
 
-Tensor VocabParallelHead::forward(const Tensor& h) const { return ops::linear(copy_to(h, group_), weight); }
+Tensor VocabParallelHead::forward(const Tensor& h) const { return ops::linear(sequence_parallel_ ? h : copy_to(h, group_), weight); }
 
 Tensor VocabParallelHead::loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const {
   return vocab_parallel_cross_entropy(logits, targets, group_, vocab_size, -100, reduction);

@@ -29,26 +29,30 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits, const Tensor& targets,
 int64_t vocab_rows_per_rank(int64_t padded_vocab, int size);
 
 // Rank r's rows of a whole embedding. An id outside them looks up zeros; the partial embeddings
-// are summed over the group (all-reduce forward, identity backward).
+// are summed over the group (all-reduce forward, identity backward), or under sequence
+// parallelism reduce-scattered along the sequence (dim 1).
 class VocabParallelEmbedding : public nn::Embedding {
  public:
-  VocabParallelEmbedding(const nn::Embedding& whole, std::shared_ptr<dist::Group> group);
+  VocabParallelEmbedding(const nn::Embedding& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel = false);
   Tensor forward(const Tensor& ids) const override;
 
  private:
   std::shared_ptr<dist::Group> group_;
+  bool sequence_parallel_;
 };
 
 // Rank r's rows of a whole head (of its tied embedding's block when tied is defined): logits of
-// its vocabulary slice, never gathered; the loss is vocab_parallel_cross_entropy.
+// its vocabulary slice, never gathered; the loss is vocab_parallel_cross_entropy. Under sequence
+// parallelism its input arrives gathered by the final norm.
 class VocabParallelHead : public nn::LMHead {
  public:
-  VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group);
+  VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel = false);
   Tensor forward(const Tensor& h) const override;
   Tensor loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const override;
 
  private:
   std::shared_ptr<dist::Group> group_;
+  bool sequence_parallel_;
 };
 
 }  // namespace loom::parallel

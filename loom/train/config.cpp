@@ -49,6 +49,7 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"checkpoint.keep", &c.checkpoint_keep},
           {"parallel.dp", &c.dp},
           {"parallel.tp", &c.tp},
+          {"parallel.sequence_parallel", &c.sequence_parallel},
           {"parallel.zero", &c.zero},
           {"parallel.bucket_mb", &c.bucket_mb},
           {"dist.timeout_s", &c.timeout_s},
@@ -167,6 +168,8 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.vocab_size >= 0, "config: model.vocab_size must be >= 0, got {}", c.vocab_size);
   LOOM_CHECK(c.dp >= 0 && c.bucket_mb > 0 && c.timeout_s > 0, "config: parallel.dp must be >= 0, parallel.bucket_mb and dist.timeout_s > 0");
   LOOM_CHECK(c.tp >= 1, "config: parallel.tp must be >= 1, got {}", c.tp);
+  LOOM_CHECK(!c.sequence_parallel || c.seq_len % c.tp == 0, "config: parallel.sequence_parallel splits training.seq_len {} over parallel.tp = {} ranks: it must divide",
+             c.seq_len, c.tp);
   LOOM_CHECK(c.zero >= 0 && c.zero <= 3, "config: parallel.zero must be 0, 1, 2 or 3, got {}", c.zero);
   LOOM_CHECK(c.threads >= 0, "config: training.threads must be >= 0, got {}", c.threads);
   LOOM_CHECK(c.recompute == "none" || c.recompute == "blocks", "config: training.recompute must be none or blocks, got '{}'", c.recompute);

@@ -32,6 +32,7 @@ struct TrainConfig {
   // [parallel], [dist]
   int64_t dp = 0;           // data-parallel ranks; 0 = the world size over tp
   int64_t tp = 1;           // tensor-parallel ranks (neighbouring ranks form a tp group)
+  bool sequence_parallel = false;  // with tp: norms and residuals on T/tp positions per rank
   int64_t zero = 0;         // ZeRO stage (0 = DDP)
   double bucket_mb = 25.0;  // DDP bucket size
   double timeout_s = 300.0; // a collective slower than this aborts the job

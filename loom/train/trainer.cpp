@@ -77,7 +77,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   // Applied from outside in a fixed order: tensor parallelism, activation recompute, then data
   // parallelism (ZeRO-3's block wrapper must be the outer one).
   parallel::TensorParallelLayout layout;
-  if (tp > 1) layout = parallel::apply_tensor_parallel(*model_, mesh_->tp());
+  if (tp > 1) layout = parallel::apply_tensor_parallel(*model_, mesh_->tp(), cfg_.sequence_parallel);
   if (cfg_.recompute == "blocks") recompute_ = parallel::recompute_blocks(*model_);
   dp_ = parallel::DataParallel::create(
       *model_, mesh_->dp(), {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}, layout});

@@ -3,7 +3,8 @@
 // the matching block of the whole one, its rows past the whole vocabulary (padding for tp) zero —
 // for GPT-2 (biases, GELU MLP, tied head; its 256-token vocabulary padded to 512 at 4 ranks) and
 // Qwen2 (q/k/v biases, grouped-query attention, SwiGLU, tied head; at 4 ranks each of its 2 kv
-// heads replicated on 2) and LLaMA (untied head, one kv head replicated on every rank) shapes.
+// heads replicated on 2) and LLaMA (untied head, one kv head replicated on every rank) shapes;
+// GPT-2 and Qwen2 also with sequence parallelism.
 #include "loom/core/rng.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
@@ -21,16 +22,17 @@ double rel_err(const Tensor& a, const Tensor& b) {
   return err / scale;
 }
 
-void expect_matches_one_process(models::ModelConfig c) {
+void expect_matches_one_process(models::ModelConfig c, bool sequence_parallel = false) {
   const int size = world()->size(), rank = world()->rank();
   Tensor ids = ops::cast(ops::mul(rand({2, 13}, {9, 0}), double(c.vocab_size)), DType::i64);
   Tensor in = ops::narrow(ids, 1, 0, 12), tgt = ops::narrow(ids, 1, 1, 12);
   nn::TransformerLM whole(c), split(c);
   whole.init(3);
   split.init(3);
-  const parallel::TensorParallelLayout layout = parallel::apply_tensor_parallel(split, world());
+  const parallel::TensorParallelLayout layout = parallel::apply_tensor_parallel(split, world(), sequence_parallel);
   Tensor want = whole.loss(whole.forward(in), tgt), got = split.loss(split.forward(in), tgt);
-  EXPECT_LE(rel_err(got, want), 1e-5) << c.family << ": loss " << got.item() << " vs " << want.item();
+  const std::string what = c.family + (sequence_parallel ? " sequence parallel" : "");
+  EXPECT_LE(rel_err(got, want), 1e-5) << what << ": loss " << got.item() << " vs " << want.item();
   want.backward();
   got.backward();
   const auto grads = whole.state_dict();
@@ -49,7 +51,7 @@ void expect_matches_one_process(models::ModelConfig c) {
       mine = ops::narrow(mine, s.dim, 0, have);
     }
     ASSERT_EQ(mine.shape(), g.shape()) << name;
-    EXPECT_LE(rel_err(mine, g), 1e-5) << c.family << ": " << name;
+    EXPECT_LE(rel_err(mine, g), 1e-5) << what << ": " << name;
   }
 }
 
@@ -59,6 +61,13 @@ TEST(TensorParallel, GradientsMatchOneProcess) {
   models::ModelConfig llama = models::preset("llama-tiny");
   llama.n_kv_head = 1;  // one kv head on every rank
   expect_matches_one_process(llama);
+}
+
+// Sequence parallel: 12 positions split over the ranks; norms, learned positions and the
+// row-parallel biases see only their rank's positions, and their gradients are summed.
+TEST(TensorParallel, SequenceParallelGradientsMatchOneProcess) {
+  expect_matches_one_process(models::preset("gpt2-tiny"), true);
+  expect_matches_one_process(models::preset("qwen2-tiny"), true);
 }
 
 TEST(TensorParallel, SizesThatDoNotSplitAreNamed) {

@@ -2,7 +2,8 @@
 // the per-step losses and gradient norms of one process on the same global batch (within 1e-5
 // relative) and, read back from its sharded checkpoint as a whole model, the same parameters
 // (within 2e-5), for LLaMA-GQA at tp 2 (with and without data parallelism and ZeRO) and at tp 4
-// (its 2 kv heads each replicated on 2 ranks), and GPT-2 at tp 4. A checkpoint written under
+// (its 2 kv heads each replicated on 2 ranks), and GPT-2 at tp 4; with sequence parallelism
+// LLaMA at tp 2 and dp 2 × tp 2, GPT-2 at tp 4 with ZeRO-3. A checkpoint written under
 // dp 2 × tp 2 resumes under one process, under tp 2 alone, under tp 4 (kv heads replicated, the
 // vocabulary padded further for tp) and under dp 4 with the losses of the run that never
 // stopped; one written at tp 4 resumes at tp 2 and in one process.
@@ -28,13 +29,16 @@ void expect_same_params(const std::string& got_dir, const std::string& want_dir,
 struct TpCase {
   const char* preset;
   Layout layout;
+  bool sequence_parallel = false;
 };
 
 TEST(TensorParallel, MatchesOneProcessOnTheSameGlobalBatch) {
   // GPT-2's key bias has an exactly-zero gradient whose rounding noise AdamW turns into ±lr
   // steps (see test_ddp.cpp); it cannot change a loss, and it is left out of the comparison.
-  const TpCase cases[] = {{"llama-tiny", {2, 0, 4, 1, 2}}, {"llama-tiny", {4, 1, 1, 2, 2}}, {"llama-tiny", {4, 2, 4, 1, 4}},
-                           {"gpt2-tiny", {4, 0, 4, 1, 4}}};
+  const TpCase cases[] = {{"llama-tiny", {2, 0, 4, 1, 2}},       {"llama-tiny", {4, 1, 1, 2, 2}},
+                          {"llama-tiny", {4, 2, 4, 1, 4}},       {"llama-tiny", {2, 0, 4, 1, 2}, true},
+                          {"llama-tiny", {4, 1, 1, 2, 2}, true}, {"gpt2-tiny", {4, 0, 4, 1, 4}},
+                          {"gpt2-tiny", {4, 3, 4, 1, 4}, true}};
   for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
     Scratch d;
     const std::string model = std::string(" --model.preset=") + preset;
@@ -42,8 +46,9 @@ TEST(TensorParallel, MatchesOneProcessOnTheSameGlobalBatch) {
     for (const TpCase& c : cases) {
       if (std::string(c.preset) != preset) continue;
       ASSERT_EQ(c.layout.batch * c.layout.accum * (c.layout.np / c.layout.tp), 4) << "the global batch of every case is 4";
-      const std::string name = fmt::format("{}_np{}_tp{}_zero{}_accum{}", preset, c.layout.np, c.layout.tp, c.layout.zero, c.layout.accum);
-      train(d, c.layout, name, model);
+      const std::string name = fmt::format("{}_np{}_tp{}_zero{}_accum{}{}", preset, c.layout.np, c.layout.tp, c.layout.zero, c.layout.accum,
+                                           c.sequence_parallel ? "_sp" : "");
+      train(d, c.layout, name, model + (c.sequence_parallel ? " --parallel.sequence_parallel=true" : ""));
       expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "one.jsonl"), name);
       expect_same_losses(series(d / (name + ".jsonl"), "grad_norm"), series(d / "one.jsonl", "grad_norm"), name + " grad norm");
       expect_same_params(d / (name + "/step_00000020"), d / "one/step_00000020", name, std::string(preset) == "gpt2-tiny" ? "attn.wk.bias" : "");
