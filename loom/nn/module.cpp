@@ -26,7 +26,7 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
   return out;
 }
 
-Module::Child& Module::child_at(const std::string& path) const {
+std::pair<Module*, size_t> Module::locate(const std::string& path) const {
   const Module* parent = this;
   std::string rest = path;  // the path below parent
   for (;;) {
@@ -35,10 +35,16 @@ Module::Child& Module::child_at(const std::string& path) const {
       if (rest == c.name || (rest.size() > c.name.size() && rest.compare(0, c.name.size(), c.name) == 0 && rest[c.name.size()] == '.'))
         found = &c;
     LOOM_CHECK(found, "module: no module at '{}'", path);
-    if (rest == found->name) return const_cast<Child&>(*found);  // held by this module or one it owns
+    // Held by this module or one it owns.
+    if (rest == found->name) return {const_cast<Module*>(parent), size_t(found - parent->children_.data())};
     rest = rest.substr(found->name.size() + 1);
     parent = found->module.get();
   }
+}
+
+Module::Child& Module::child_at(const std::string& path) const {
+  auto [parent, index] = locate(path);
+  return parent->children_[index];
 }
 
 std::shared_ptr<Module> Module::module_at(const std::string& path) const { return child_at(path).module; }
@@ -48,6 +54,12 @@ void Module::replace_module(const std::string& path, std::shared_ptr<Module> m) 
   Child& child = child_at(path);
   LOOM_CHECK(child.bind(m), "module: '{}' cannot hold the replacement: it is not of the type its parent declares", path);
   child.module = std::move(m);
+}
+
+void Module::remove_module(const std::string& path) {
+  auto [parent, index] = locate(path);
+  parent->children_[index].bind(nullptr);
+  parent->children_.erase(parent->children_.begin() + std::ptrdiff_t(index));
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {

@@ -39,6 +39,9 @@ class Module {
   // be of that member's type or derived from it; named_parameters() lists m's parameters under
   // the same path.
   void replace_module(const std::string& path, std::shared_ptr<Module> m);
+  // Drops the module at `path` and its parameters (a pipeline stage sheds the layers it does not
+  // run); the parent's typed member becomes null.
+  void remove_module(const std::string& path);
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t);  // sets requires_grad
@@ -47,6 +50,7 @@ class Module {
   template <typename M> void register_module(const std::string& name, std::shared_ptr<M>& slot, std::shared_ptr<M> m) {
     slot = m;
     children_.push_back({name, std::move(m), [&slot](const std::shared_ptr<Module>& n) {
+                           if (!n) return slot = nullptr, true;  // removed
                            auto typed = std::dynamic_pointer_cast<M>(n);
                            if (!typed) return false;
                            slot = std::move(typed);
@@ -58,10 +62,11 @@ class Module {
   struct Child {
     std::string name;
     std::shared_ptr<Module> module;
-    std::function<bool(const std::shared_ptr<Module>&)> bind;  // stores a replacement in the typed member; false if of another type
+    std::function<bool(const std::shared_ptr<Module>&)> bind;  // stores a replacement (or null) in the typed member; false if of another type
   };
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
-  // The child entry, in this module or below, that the dotted path names; an error if none.
+  // The module holding the child entry that the dotted path names, and the entry's index there; an error if none.
+  std::pair<Module*, size_t> locate(const std::string& path) const;
   Child& child_at(const std::string& path) const;
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<Child> children_;

@@ -118,17 +118,31 @@ Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {
   LOOM_CHECK(ids.ndim() == 2, "model: ids must be (B, T), got {}", ids.shape());
   const int64_t T = ids.size(1), past = cache ? cache->length() : 0;
   LOOM_CHECK(past + T <= c_.max_seq_len, "model: sequence of {} positions exceeds max_seq_len {}", past + T, c_.max_seq_len);
-  Tensor positions = ops::add(Tensor::arange(T), Tensor::full({}, double(past), DType::i64));
+  const Tensor pos = positions(T, past);
+  return head(blocks(embed(ids, pos), pos, 0, layers.size(), cache));  // (B, T, Vp)
+}
+
+Tensor TransformerLM::positions(int64_t T, int64_t past) { return ops::add(Tensor::arange(T), Tensor::full({}, double(past), DType::i64)); }
+
+Tensor TransformerLM::embed(const Tensor& ids, const Tensor& positions) const {
   Tensor x = tok_emb->forward(ids);  // (B, T, C)
   if (pos_emb) x = x + pos_emb->forward(positions);
-  for (size_t i = 0; i < layers.size(); ++i) {
+  return x;
+}
+
+Tensor TransformerLM::blocks(const Tensor& x, const Tensor& positions, size_t first, size_t last, KVCache* cache) const {
+  Tensor h = x;
+  for (size_t i = first; i < last; ++i) {
+    LOOM_CHECK(layers[i], "model: layer {} is not held here (a pipeline stage runs only its own layers)", i);
     BlockFn block = [layer = layers[i], positions, cache, i](const Tensor& in) { return layer->forward(in, positions, cache, i); };
     // An init-capture: clang 14 (the fuzz build) cannot capture a structured binding by name.
     for (const auto& [id, wrap] : *wrappers_) block = [wrap = wrap, inner = std::move(block), i](const Tensor& in) { return wrap(i, in, inner); };
-    x = block(x);
+    h = block(h);
   }
-  return lm_head->forward(norm->forward(x));  // (B, T, Vp)
+  return h;
 }
+
+Tensor TransformerLM::head(const Tensor& x) const { return lm_head->forward(norm->forward(x)); }
 
 HookHandle TransformerLM::add_block_wrapper(BlockWrapper wrapper) {
   const uint64_t id = next_wrapper_id_++;

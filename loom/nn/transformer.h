@@ -63,6 +63,12 @@ class TransformerLM : public Module {
   void init(uint64_t seed);
   // ids: (B, T) integer -> logits (B, T, padded_vocab). With a cache, T new tokens continue it.
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;
+  // The forward in three parts, for pipeline stages: embed (ids -> x), blocks [first, last) of
+  // the stack, head (x -> logits). positions: (T) absolute positions of the whole sequence.
+  static Tensor positions(int64_t T, int64_t past = 0);
+  Tensor embed(const Tensor& ids, const Tensor& positions) const;
+  Tensor blocks(const Tensor& x, const Tensor& positions, size_t first, size_t last, KVCache* cache = nullptr) const;
+  Tensor head(const Tensor& x) const;
   // Cross-entropy over targets != -100 (their mean, or sum), padded logits excluded. targets: (B, T).
   Tensor loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction = ops::Reduction::mean) const;
 
@@ -76,7 +82,7 @@ class TransformerLM : public Module {
   HookHandle add_block_wrapper(BlockWrapper wrapper);
 
   std::shared_ptr<Embedding> tok_emb, pos_emb;
-  std::vector<std::shared_ptr<Block>> layers;
+  std::vector<std::shared_ptr<Block>> layers;  // a pipeline stage's are null but its own
   std::shared_ptr<Norm> norm;
   std::shared_ptr<LMHead> lm_head;  // its weight is tok_emb.weight when tied
 
