@@ -2,6 +2,8 @@
 // same way (a loom::Error naming group, op and values) on MPI, on one process and on NCCL.
 #include "loom/dist/group.h"
 
+#include <cstring>
+
 #include <numeric>
 
 namespace loom::dist {
@@ -159,6 +161,23 @@ std::shared_ptr<Group> Group::split(int color, int key, const std::string& name)
   auto group = do_split(color, key, name);
   group->set_timeout_s(timeout_s());
   return group;
+}
+
+std::vector<std::string> all_gather_text(Group& group, const std::string& text) {
+  const int n = group.size();
+  Tensor lengths = Tensor::zeros({n}, DType::i64), mine = Tensor::full({1}, double(text.size()), DType::i64);
+  group.all_gather(mine, lengths)->wait();
+  std::vector<int64_t> counts = lengths.to_ints();
+  Tensor in = Tensor::empty({int64_t(text.size())}, DType::u8), out = Tensor::empty({std::accumulate(counts.begin(), counts.end(), int64_t(0))}, DType::u8);
+  if (!text.empty()) std::memcpy(in.raw_data(), text.data(), text.size());
+  group.all_gatherv(in, out, counts)->wait();
+  std::vector<std::string> texts;
+  const char* at = static_cast<const char*>(out.raw_data());
+  for (int64_t c : counts) {
+    texts.push_back(c > 0 ? std::string(at, size_t(c)) : std::string());
+    at += c;
+  }
+  return texts;
 }
 
 }  // namespace loom::dist

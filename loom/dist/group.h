@@ -108,4 +108,7 @@ class Group {
   std::atomic<double> timeout_s_;
 };
 
+// Collective: every rank's text, in rank order (say, what each rank wrote to a checkpoint).
+std::vector<std::string> all_gather_text(Group& group, const std::string& text);
+
 }  // namespace loom::dist

@@ -20,11 +20,14 @@ std::unique_ptr<DataParallel> DataParallel::create(nn::TransformerLM& model, std
   return std::make_unique<Zero>(model, std::move(group), options);
 }
 
-DataParallel::DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded, TensorParallelLayout tp)
-    : named_(model.named_parameters()), group_(std::move(group)), sharded_(sharded), tp_(std::move(tp)) {
+DataParallel::DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded, const DataParallelOptions& options)
+    : named_(model.named_parameters()), group_(std::move(group)), sharded_(sharded), tp_(options.tp), pp_(options.pp) {
   for (const auto& [name, p] : named_) {
     LOOM_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "data parallel: parameter {} must be contiguous f32", name);
     split_.push_back(tp_.split_of(name));
+    copy_.push_back(options.copies.count(name) > 0);
+    auto t = options.tied.find(name);
+    tied_.push_back(t == options.tied.end() ? nullptr : t->second);
   }
 }
 
@@ -40,12 +43,24 @@ void DataParallel::register_hooks() {
     hooks_.push_back(named_[i].second.register_post_accumulate_hook([this, i](const Tensor&) { on_grad_ready(i); }));
 }
 
-void DataParallel::backward(const Tensor& loss, bool sync) {
+void DataParallel::backward(const Tensor& root, const Tensor& grad, bool sync, const std::vector<Tensor>& scope) {
   sync_ = sync;
-  const std::unordered_set<const TensorImpl*> reached = autograd::reachable_leaves(loss);
+  const std::unordered_set<const TensorImpl*> reached = autograd::reachable_leaves(root);
+  std::unordered_set<const TensorImpl*> in_scope;
+  for (const Tensor& p : scope) in_scope.insert(p.impl());
   for (size_t i = 0; i < named_.size(); ++i)
-    if (!reached.count(named_[i].second.impl())) on_grad_ready(i);
-  loss.backward();
+    if (!reached.count(named_[i].second.impl()) && (scope.empty() || in_scope.count(named_[i].second.impl()))) on_grad_ready(i);
+  root.backward(grad);
+}
+
+void DataParallel::finish() {
+  finish_reduction();
+  const std::vector<ParamRange> mine = ranges(group_->rank());
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (const auto& g = tied_[mine[i].param]) {
+      Tensor grad = pieces_[i].grad();
+      g->all_reduce(grad, dist::ReduceOp::sum)->wait();
+    }
 }
 
 double DataParallel::clip_grad_norm(double max_norm) {
@@ -55,7 +70,9 @@ double DataParallel::clip_grad_norm(double max_norm) {
   const std::vector<ParamRange> mine = ranges(group_->rank());
   for (size_t i = 0; i < mine.size(); ++i) {
     const TensorParallelLayout::Split& s = split_[mine[i].param];
-    if (s.dim < 0)
+    if (copy_[mine[i].param])
+      continue;  // counted on the stage it is a copy of
+    else if (s.dim < 0)
       whole.push_back(pieces_[i]);
     else if (tp_.rank() % s.replicas == 0)  // a replicated block counts on its first rank
       split.push_back(pieces_[i]);
@@ -69,6 +86,7 @@ double DataParallel::clip_grad_norm(double max_norm) {
   if (tp_.size() > 1) sq = sum(*tp_.group, sq);
   sq += optim::grad_sq_sum(whole);
   if (sharded_ && group_->size() > 1) sq = sum(*group_, sq);
+  if (pp_ && pp_->size() > 1) sq = sum(*pp_, sq);
   const double norm = std::sqrt(sq);
   grad_scale_ = optim::clip_factor(norm, max_norm);
   return norm;
@@ -118,15 +136,8 @@ io::FlatSlice DataParallel::slice_of(const ParamRange& r, int tp_rank, const cha
 
 bool DataParallel::writes(int dp_rank, int tp_rank, const ParamRange& r) const {
   const TensorParallelLayout::Split& s = split_[r.param];
-  return (sharded_ || dp_rank == 0) && tp_rank % (s.dim >= 0 ? s.replicas : tp_.size()) == 0 && slice_of(r, tp_rank, "").end > r.begin;
-}
-
-std::vector<io::FlatSlice> DataParallel::checkpoint_slices(int dp_rank, int tp_rank) const {
-  std::vector<io::FlatSlice> out;
-  for (const ParamRange& r : ranges(dp_rank))
-    if (writes(dp_rank, tp_rank, r))
-      for (const char* kind : kStateKinds) out.push_back(slice_of(r, tp_rank, kind));
-  return out;
+  return (sharded_ || dp_rank == 0) && !copy_[r.param] && tp_rank % (s.dim >= 0 ? s.replicas : tp_.size()) == 0 &&
+         slice_of(r, tp_rank, "").end > r.begin;
 }
 
 std::vector<std::pair<io::FlatSlice, Tensor>> DataParallel::checkpoint_state() const {
@@ -161,7 +172,7 @@ void DataParallel::load(const io::ShardedCheckpoint& ck) {
 }
 
 Ddp::Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options)
-    : DataParallel(model, std::move(group), false, options.tp), bucket_of_(named_.size()) {
+    : DataParallel(model, std::move(group), false, options), bucket_of_(named_.size()) {
   LOOM_CHECK(options.bucket_mb > 0, "parallel.bucket_mb must be positive, got {}", options.bucket_mb);
   const auto limit = int64_t(options.bucket_mb * 1024 * 1024 / 4);
   for (size_t i = named_.size(); i-- > 0;) {
@@ -209,7 +220,7 @@ void Ddp::on_grad_ready(size_t param) {
 
 void Ddp::launch(size_t bucket) { buckets_[bucket].work = group_->all_reduce(buckets_[bucket].flat, dist::ReduceOp::sum); }
 
-void Ddp::finish() {
+void Ddp::finish_reduction() {
   if (group_->size() == 1) return;
   for (; launched_ < buckets_.size(); ++launched_) launch(launched_);  // a backward that did not run through dp.backward()
   for (Bucket& b : buckets_) {

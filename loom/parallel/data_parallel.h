@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "loom/core/tensor.h"
@@ -25,6 +26,13 @@ struct DataParallelOptions {
   // with this rank's tp coordinate. Clipping counts each element of the whole model once, and
   // checkpoints hold whole-model tensors, each rank writing its blocks.
   TensorParallelLayout tp;
+  // Pipeline parallelism: the group of the stages (the gradient norm is summed over it), the
+  // parameters this stage holds as copies of another stage's (the tied embedding on the last
+  // stage: not counted in the norm, not written to checkpoints), and for each parameter shared
+  // between stages the group over which finish() sums its gradient.
+  std::shared_ptr<dist::Group> pp;
+  std::set<std::string> copies;
+  std::map<std::string, std::shared_ptr<dist::Group>> tied;
 };
 
 // A piece of one parameter: elements [begin, end) of its row-major flattening.
@@ -47,10 +55,14 @@ class DataParallel {
   // Runs one micro-step's backward from loss; sync is false on the inner micro-steps of gradient
   // accumulation. A parameter loss does not depend on (a branch this rank did not take) counts
   // as having a zero gradient, so every rank reduces the same buckets or units, in the same
-  // fixed order, whatever its graph.
-  void backward(const Tensor& loss, bool sync);
-  // After the last micro-step's backward: the gradients of what this rank owns hold the sum over ranks.
-  virtual void finish() = 0;
+  // fixed order, whatever its graph. A pipeline stage's backward starts from its output with
+  // the gradient the next stage sent (grad), and concerns only the parameters of the model chunk
+  // it ran (scope; empty: all).
+  void backward(const Tensor& loss, bool sync) { backward(loss, Tensor(), sync, {}); }
+  void backward(const Tensor& root, const Tensor& grad, bool sync, const std::vector<Tensor>& scope);
+  // After the last micro-step's backward: the gradients of what this rank owns hold the sum over
+  // ranks (and over the stages sharing a parameter).
+  void finish();
   // Returns the global gradient norm (over all ranks' pieces) and has the next step() scale the
   // gradients so that it is at most max_norm (0: no clipping), inside the AdamW pass.
   double clip_grad_norm(double max_norm);
@@ -61,10 +73,8 @@ class DataParallel {
   // Sharded checkpoints of the whole model. Tensor names are "param.<name>", "exp_avg.<name>",
   // "exp_avg_sq.<name>"; shapes are those of the whole model.
   std::map<std::string, Shape> checkpoint_shapes() const;
-  // What the rank at (dp_rank, tp_rank) writes: nothing for the replicas of DDP, and a whole
-  // parameter of tensor parallelism only from tp rank 0.
-  std::vector<io::FlatSlice> checkpoint_slices(int dp_rank, int tp_rank) const;
-  // This rank's slices with their data.
+  // What this rank writes, with the data: nothing for the replicas of DDP, a whole parameter of
+  // tensor parallelism only from tp rank 0, nothing of a copy of another stage's parameter.
   std::vector<std::pair<io::FlatSlice, Tensor>> checkpoint_state() const;
   // Reads this rank's pieces from a checkpoint written under any layout.
   void load(const io::ShardedCheckpoint& ck);
@@ -74,7 +84,7 @@ class DataParallel {
   virtual int zero_stage() const = 0;
 
  protected:
-  DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded, TensorParallelLayout tp);
+  DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded, const DataParallelOptions& options);
   // Call once at the end of the subclass constructor: pieces are this rank's ranges(rank()),
   // contiguous f32 tensors whose grad() holds their gradient after finish().
   void init_optimizer(std::vector<Tensor> pieces, const optim::AdamWConfig& cfg);
@@ -82,6 +92,8 @@ class DataParallel {
   virtual std::vector<ParamRange> ranges(int rank) const = 0;
   // After each update and after load: bring every rank's parameters up to date.
   virtual void gather_params() {}
+  // finish()'s reduction over the group.
+  virtual void finish_reduction() = 0;
   // The gradient of parameter `param` is final for this backward pass (also when none arrived).
   virtual void on_grad_ready(size_t param) = 0;
   // Call at the end of the subclass constructor: each parameter's post-accumulate hook calls
@@ -104,6 +116,9 @@ class DataParallel {
   bool sharded_;  // pieces differ between ranks (ZeRO) rather than being replicas (DDP)
   TensorParallelLayout tp_;
   std::vector<TensorParallelLayout::Split> split_;  // per parameter
+  std::shared_ptr<dist::Group> pp_;
+  std::vector<bool> copy_;                                  // per parameter: options.copies
+  std::vector<std::shared_ptr<dist::Group>> tied_;          // per parameter: options.tied, or null
   double grad_scale_ = 1.0;  // from clip_grad_norm, applied by the next step()
   std::vector<Tensor> pieces_;
   std::unique_ptr<optim::AdamW> opt_;
@@ -118,7 +133,6 @@ class DataParallel {
 class Ddp : public DataParallel {
  public:
   Ddp(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options);
-  void finish() override;
   void zero_grad() override;
   int zero_stage() const override { return 0; }
   size_t buckets() const { return buckets_.size(); }
@@ -126,6 +140,7 @@ class Ddp : public DataParallel {
  protected:
   std::vector<ParamRange> ranges(int rank) const override;
   void on_grad_ready(size_t param) override;
+  void finish_reduction() override;
 
  private:
   struct Bucket {

@@ -12,13 +12,19 @@
 namespace loom::parallel {
 
 Zero::Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options)
-    : DataParallel(model, std::move(group), true, options.tp), model_(model), stage_(options.zero), unit_of_(named_.size()) {
+    : DataParallel(model, std::move(group), true, options), model_(model), stage_(options.zero), unit_of_(named_.size()) {
   const int64_t N = group_->size(), rank = group_->rank();
+  // Units: each parameter outside the blocks, then the blocks this model holds (a pipeline stage
+  // holds some), in layer order.
   for (const auto& [name, p] : named_) roots_ += name.rfind("layers.", 0) != 0;
-  units_.resize(roots_ + model.layers.size());
+  unit_of_layer_.assign(model.layers.size(), SIZE_MAX);
+  size_t n_units = roots_;
+  for (size_t l = 0; l < model.layers.size(); ++l)
+    if (model.layers[l]) unit_of_layer_[l] = n_units++;
+  units_.resize(n_units);
   for (size_t i = 0, root = 0; i < named_.size(); ++i) {
     const std::string& name = named_[i].first;
-    const size_t u = name.rfind("layers.", 0) == 0 ? roots_ + std::stoul(name.substr(7)) : root++;
+    const size_t u = name.rfind("layers.", 0) == 0 ? unit_of_layer_[std::stoul(name.substr(7))] : root++;
     unit_of_[i] = u;
     units_[u].params.push_back(i);
     units_[u].offset.push_back(units_[u].numel);
@@ -148,7 +154,7 @@ void Zero::drain(size_t keep) {
   }
 }
 
-void Zero::finish() {
+void Zero::finish_reduction() {
   flush();
   drain(0);
 }
@@ -201,7 +207,7 @@ void Zero::before_forward() {
 }
 
 Tensor Zero::wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block) {
-  const size_t u = roots_ + layer;
+  const size_t u = unit_of_layer_[layer];
   gather(u);
   if (u + 1 < units_.size()) gather(u + 1);
   wait_gathered(u);

@@ -28,7 +28,7 @@ class Zero : public DataParallel {
   Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const DataParallelOptions& options);
   ~Zero() override;
   void before_forward() override;
-  void finish() override;
+  void finish_reduction() override;
   void zero_grad() override;
   int zero_stage() const override { return stage_; }
 
@@ -65,6 +65,7 @@ class Zero : public DataParallel {
   nn::TransformerLM& model_;
   int stage_;
   size_t roots_ = 0;  // units_[0, roots_) hold the parameters outside the blocks, one each
+  std::vector<size_t> unit_of_layer_;  // the unit of each block the model holds (SIZE_MAX for the others)
   std::vector<Unit> units_;
   std::vector<size_t> unit_of_;  // per param
   std::vector<size_t> order_;    // units in reduction order

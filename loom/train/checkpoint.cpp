@@ -64,14 +64,27 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
   group.barrier()->wait();
   const auto mine = dp.checkpoint_state();
   if (!mine.empty()) io::write_rank_shard(tmp, group.rank(), mine);
+  // Rank 0 learns what every rank wrote (pipeline stages hold different tensors).
+  nlohmann::json written = {{"shapes", dp.checkpoint_shapes()}, {"slices", nlohmann::json::array()}};
+  for (const auto& [slice, data] : mine)
+    written["slices"].push_back({slice.name, slice.begin, slice.end, slice.offset, slice.box});
+  const std::vector<std::string> all = dist::all_gather_text(group, written.dump());
   group.barrier()->wait();
   if (group.rank() == 0) {
+    std::map<std::string, Shape> shapes;
     std::vector<std::vector<io::FlatSlice>> owned;
-    for (int r = 0; r < group.size(); ++r) {
-      const dist::MeshCoords at = dist::Mesh::coords_of(mesh.dims(), r);
-      owned.push_back(dp.checkpoint_slices(at.dp, at.tp));
+    for (const std::string& text : all) {
+      const nlohmann::json j = nlohmann::json::parse(text);
+      for (const auto& [name, shape] : j["shapes"].items()) {
+        auto [it, added] = shapes.emplace(name, shape.get<Shape>());
+        LOOM_CHECK(it->second == shape.get<Shape>(), "checkpoint: ranks disagree on the shape of {}", name);
+      }
+      owned.emplace_back();
+      for (const nlohmann::json& e : j["slices"])
+        owned.back().push_back({e[0].get<std::string>(), e[1].get<int64_t>(), e[2].get<int64_t>(), e[3].get<Shape>(), e[4].get<Shape>()});
     }
-    io::write_shard_index(tmp, dp.checkpoint_shapes(), owned, {{"dp", mesh.dims().dp}, {"tp", mesh.dims().tp}, {"zero", dp.zero_stage()}});
+    io::write_shard_index(tmp, shapes, owned,
+                          {{"dp", mesh.dims().dp}, {"tp", mesh.dims().tp}, {"pp", mesh.dims().pp}, {"zero", dp.zero_stage()}});
     write_text(tmp / "config.json", models::hf_config_json(model.config()).dump(2));
     TrainState s = state;
     s.optimizer_steps = dp.optimizer_steps();
