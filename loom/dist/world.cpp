@@ -51,9 +51,10 @@ void abort_on_error(const std::function<void()>& fn) {
   } catch (const DistError& e) {
     report(3, e.what());
   } catch (const Error& e) {
-    // Bad input (a config, a missing file) usually fails every rank alike: rank 0 reports it and
-    // ends the job; another rank's error of its own still appears, half a second later.
-    if (world_rank() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // Bad input (a config, a missing file, a layout that cannot run) usually fails every rank
+    // alike: rank 0 reports it and ends the job; another rank's error of its own still appears,
+    // two seconds later (half a second was not enough for 8 ranks on 2 busy cores).
+    if (world_rank() > 0) std::this_thread::sleep_for(std::chrono::seconds(2));
     report(2, e.what());
   } catch (const std::exception& e) {
     report(1, e.what());

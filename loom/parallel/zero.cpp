@@ -111,6 +111,10 @@ void Zero::on_grad_ready(size_t param) {
   active_ = true;
   ++units_[unit_of_[param]].ready;
   while (reduced_ < order_.size() && units_[order_[reduced_]].ready == units_[order_[reduced_]].params.size()) reduce(order_[reduced_++]);
+  if (reduced_ == order_.size()) {  // every unit reduced: the next backward (a pipeline's may come before a forward) starts over
+    reduced_ = 0;
+    active_ = false;
+  }
 }
 
 void Zero::flush() {

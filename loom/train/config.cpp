@@ -19,12 +19,13 @@ namespace loom::train {
 
 namespace {
 
-using Field = std::variant<std::string*, int64_t*, uint64_t*, double*, bool*>;
+using Field = std::variant<std::string*, int64_t*, uint64_t*, double*, bool*, std::vector<int64_t>*>;
 
 std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
   return {{"model.preset", &c.model_preset},
           {"model.init", &c.model_init},
           {"model.vocab_size", &c.vocab_size},
+          {"model.n_layer", &c.n_layer},
           {"data.train", &c.data_train},
           {"data.val", &c.data_val},
           {"data.shuffle", &c.data_shuffle},
@@ -50,6 +51,10 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"parallel.dp", &c.dp},
           {"parallel.tp", &c.tp},
           {"parallel.sequence_parallel", &c.sequence_parallel},
+          {"parallel.pp", &c.pp},
+          {"parallel.schedule", &c.pp_schedule},
+          {"parallel.virtual_stages", &c.virtual_stages},
+          {"parallel.pp_layout", &c.pp_layout},
           {"parallel.zero", &c.zero},
           {"parallel.bucket_mb", &c.bucket_mb},
           {"dist.timeout_s", &c.timeout_s},
@@ -80,6 +85,13 @@ void set_from_toml(const Field& f, const toml::node& n, const std::string& key, 
           if (n.is_integer()) *p = double(n.as_integer()->get());
           else if (n.is_floating_point()) *p = n.as_floating_point()->get();
           else throw bad("a number");
+        } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+          if (!n.is_array()) throw bad("a list of integers");
+          p->clear();
+          for (const toml::node& e : *n.as_array()) {
+            if (!e.is_integer()) throw bad("a list of integers");
+            p->push_back(e.as_integer()->get());
+          }
         } else {
           if (!n.is_integer()) throw bad("an integer");
           int64_t v = n.as_integer()->get();
@@ -166,8 +178,25 @@ void validate(const TrainConfig& c) {
   positive(c.eval_batches, "eval.batches");
   positive(c.checkpoint_keep, "checkpoint.keep");
   LOOM_CHECK(c.vocab_size >= 0, "config: model.vocab_size must be >= 0, got {}", c.vocab_size);
+  LOOM_CHECK(c.n_layer >= 0 && c.n_layer <= 1024, "config: model.n_layer must be in [0, 1024], got {}", c.n_layer);
   LOOM_CHECK(c.dp >= 0 && c.bucket_mb > 0 && c.timeout_s > 0, "config: parallel.dp must be >= 0, parallel.bucket_mb and dist.timeout_s > 0");
   LOOM_CHECK(c.tp >= 1, "config: parallel.tp must be >= 1, got {}", c.tp);
+  LOOM_CHECK(c.pp >= 1 && c.virtual_stages >= 1, "config: parallel.pp and parallel.virtual_stages must be >= 1, got {} and {}", c.pp,
+             c.virtual_stages);
+  LOOM_CHECK(c.pp_schedule == "gpipe" || c.pp_schedule == "1f1b" || c.pp_schedule == "interleaved",
+             "config: parallel.schedule must be gpipe, 1f1b or interleaved, got '{}'", c.pp_schedule);
+  LOOM_CHECK((c.pp_schedule == "interleaved") == (c.virtual_stages > 1),
+             "config: parallel.schedule = \"interleaved\" goes with parallel.virtual_stages > 1 (and only it), got {} and {}", c.pp_schedule,
+             c.virtual_stages);
+  LOOM_CHECK(c.pp_schedule != "interleaved" || c.grad_accum % c.pp == 0,
+             "config: the interleaved schedule needs the micro-batches (training.grad_accum = {}) to be a multiple of the stages (parallel.pp = {})",
+             c.grad_accum, c.pp);
+  LOOM_CHECK(c.pp_layout.empty() || (int64_t(c.pp_layout.size()) == c.pp && c.virtual_stages == 1),
+             "config: parallel.pp_layout lists the layers of each of the parallel.pp = {} stages (without virtual stages), got {} entries",
+             c.pp, c.pp_layout.size());
+  for (int64_t n : c.pp_layout) LOOM_CHECK(n >= 1, "config: parallel.pp_layout entries must be >= 1, got {}", n);
+  LOOM_CHECK(c.pp == 1 || c.zero <= 2, "config: parallel.zero = 3 does not run with parallel.pp = {} (a stage's parameters stay whole; use zero 0, 1 or 2)",
+             c.pp);
   LOOM_CHECK(!c.sequence_parallel || c.seq_len % c.tp == 0, "config: parallel.sequence_parallel splits training.seq_len {} over parallel.tp = {} ranks: it must divide",
              c.seq_len, c.tp);
   LOOM_CHECK(c.zero >= 0 && c.zero <= 3, "config: parallel.zero must be 0, 1, 2 or 3, got {}", c.zero);
@@ -198,8 +227,16 @@ std::string to_toml(const TrainConfig& c_in) {
     toml::table& t = *root[section].as_table();
     std::visit(
         [&](auto* p) {
-          if constexpr (std::is_same_v<std::remove_pointer_t<decltype(p)>, uint64_t>) t.insert(name, int64_t(*p));
-          else t.insert(name, *p);
+          using T = std::remove_pointer_t<decltype(p)>;
+          if constexpr (std::is_same_v<T, uint64_t>) {
+            t.insert(name, int64_t(*p));
+          } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+            toml::array a;
+            for (int64_t v : *p) a.push_back(v);
+            t.insert(name, std::move(a));
+          } else {
+            t.insert(name, *p);
+          }
         },
         f);
   }

@@ -14,6 +14,7 @@ struct TrainConfig {
   std::string model_preset = "gpt2-tiny";
   std::string model_init;  // "" (random) | llmc:FILE | hf:DIR
   int64_t vocab_size = 0;  // 0 = the preset's; else resized to match a tokenizer
+  int64_t n_layer = 0;     // 0 = the preset's; else that many blocks
   // [data]
   std::string data_train, data_val;
   bool data_shuffle = false;
@@ -33,6 +34,10 @@ struct TrainConfig {
   int64_t dp = 0;           // data-parallel ranks; 0 = the world size over tp
   int64_t tp = 1;           // tensor-parallel ranks (neighbouring ranks form a tp group)
   bool sequence_parallel = false;  // with tp: norms and residuals on T/tp positions per rank
+  int64_t pp = 1;                  // pipeline stages (the slowest mesh dimension)
+  std::string pp_schedule = "1f1b";  // "gpipe" | "1f1b" | "interleaved"
+  int64_t virtual_stages = 1;      // model chunks per stage (interleaved)
+  std::vector<int64_t> pp_layout;  // layers per stage; empty: even
   int64_t zero = 0;         // ZeRO stage (0 = DDP)
   double bucket_mb = 25.0;  // DDP bucket size
   double timeout_s = 300.0; // a collective slower than this aborts the job

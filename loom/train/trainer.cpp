@@ -41,6 +41,7 @@ std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg) {
       mc.vocab_size = cfg.vocab_size;
       mc.padded_vocab = mc.family == "gpt2" ? models::pad_vocab(cfg.vocab_size) : cfg.vocab_size;
     }
+    if (cfg.n_layer > 0) mc.n_layer = cfg.n_layer;
     auto model = std::make_unique<nn::TransformerLM>(mc);
     model->init(cfg.seed);
     return model;
@@ -51,6 +52,8 @@ std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg) {
   io::ModelWeights w = kind == "llmc" ? io::read_llmc(path) : io::load_hf(path);
   LOOM_CHECK(cfg.vocab_size == 0 || cfg.vocab_size == w.config.vocab_size, "config: model.vocab_size {} differs from {}'s vocabulary of {}",
              cfg.vocab_size, init, w.config.vocab_size);
+  LOOM_CHECK(cfg.n_layer == 0 || cfg.n_layer == w.config.n_layer, "config: model.n_layer {} differs from {}'s {} layers", cfg.n_layer, init,
+             w.config.n_layer);
   auto model = std::make_unique<nn::TransformerLM>(w.config);
   model->load_state_dict(w.state);
   return model;
@@ -65,22 +68,28 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   const int threads = cfg_.threads > 0 ? int(cfg_.threads) : threads_per_rank();
   omp_set_num_threads(threads);
   world_->set_timeout_s(cfg_.timeout_s);
-  const int tp = int(cfg_.tp);
-  LOOM_CHECK(cfg_.dp > 0 || world_->size() % tp == 0, "config: parallel.tp = {} does not divide the {} ranks of the job", tp, world_->size());
-  mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size() / tp, tp});
+  const int tp = int(cfg_.tp), pp = int(cfg_.pp);
+  LOOM_CHECK(cfg_.dp > 0 || world_->size() % (tp * pp) == 0, "config: parallel.tp × parallel.pp = {} × {} does not divide the {} ranks of the job",
+             tp, pp, world_->size());
+  mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size() / (tp * pp), tp, pp});
   main_rank_ = world_->rank() == 0;
   model_ = build_model(cfg_);
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
   flops_per_token_ = flops_per_token(*model_, cfg_.seq_len);  // of the whole model
   params_ = model_->num_parameters();
-  // Applied from outside in a fixed order: tensor parallelism, activation recompute, then data
-  // parallelism (ZeRO-3's block wrapper must be the outer one).
-  parallel::TensorParallelLayout layout;
-  if (tp > 1) layout = parallel::apply_tensor_parallel(*model_, mesh_->tp(), cfg_.sequence_parallel);
+  // Applied from outside in a fixed order: tensor parallelism, the pipeline split, activation
+  // recompute, then data parallelism (ZeRO-3's block wrapper must be the outer one).
+  parallel::DataParallelOptions options{int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}};
+  if (tp > 1) options.tp = parallel::apply_tensor_parallel(*model_, mesh_->tp(), cfg_.sequence_parallel);
+  if (pp > 1) {
+    pipeline_ = std::make_unique<parallel::Pipeline>(
+        *model_, mesh_->pp(),
+        parallel::PipelineOptions{cfg_.pp_schedule, int(cfg_.virtual_stages), cfg_.pp_layout, cfg_.sequence_parallel ? tp : 1});
+    pipeline_->configure(options);
+  }
   if (cfg_.recompute == "blocks") recompute_ = parallel::recompute_blocks(*model_);
-  dp_ = parallel::DataParallel::create(
-      *model_, mesh_->dp(), {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}, layout});
+  dp_ = parallel::DataParallel::create(*model_, mesh_->dp(), options);
   const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp;
   train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V,
                                               part, parts);
@@ -113,10 +122,15 @@ double Trainer::evaluate() {
   autograd::NoGradGuard no_grad;
   val_->reset();
   double total = 0;
-  for (int64_t i = 0; i < cfg_.eval_batches; ++i) {
-    data::Batch b = val_->next();
-    dp_->before_forward();
-    total += model_->loss(model_->forward(b.inputs), b.targets).item();
+  std::vector<data::Batch> batches;
+  for (int64_t i = 0; i < cfg_.eval_batches; ++i) batches.push_back(val_->next());
+  if (pipeline_) {
+    total = sum_over(*mesh_->pp(), pipeline_->evaluate(batches, *dp_));  // the last stage has the losses
+  } else {
+    for (const data::Batch& b : batches) {
+      dp_->before_forward();
+      total += model_->loss(model_->forward(b.inputs), b.targets).item();
+    }
   }
   return sum_over(*mesh_->dp(), total) / double(cfg_.eval_batches * mesh_->dims().dp);
 }
@@ -145,7 +159,10 @@ int Trainer::run() {
   if (main_rank_)
     fmt::print("model {} ({} layers, C={}, {:.2f}M params), {} tokens/step over {} data-parallel ranks{}, {} steps\n",
                cfg_.model_init.empty() ? cfg_.model_preset : cfg_.model_init, mc.n_layer, mc.n_embd, double(params_) / 1e6, tokens_per_step,
-               mesh_->dims().dp, mesh_->dims().tp > 1 ? fmt::format(" × {} tensor-parallel", mesh_->dims().tp) : "", cfg_.steps);
+               mesh_->dims().dp,
+               (mesh_->dims().tp > 1 ? fmt::format(" × {} tensor-parallel", mesh_->dims().tp) : "") +
+                   (mesh_->dims().pp > 1 ? fmt::format(" × {} pipeline stages ({})", mesh_->dims().pp, cfg_.pp_schedule) : ""),
+               cfg_.steps);
   int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
     if (cfg_.checkpoint_dir.empty() || step == saved) return;
@@ -165,17 +182,22 @@ int Trainer::run() {
     counted = int64_t(sum_over(*mesh_->dp(), double(counted)));  // tp ranks see the same tokens
     // Each micro-batch contributes its summed loss over the step's total token count, so the
     // accumulated gradient is that of the mean over the whole step (all ranks' tokens).
+    const double scale = 1.0 / double(std::max<int64_t>(counted, 1));
     double loss = 0;
-    for (size_t i = 0; i < micro.size(); ++i) {
-      const data::Batch& b = micro[i];
-      dp_->before_forward();
-      Tensor l = ops::mul(model_->loss(model_->forward(b.inputs), b.targets, ops::Reduction::sum),
-                          1.0 / double(std::max<int64_t>(counted, 1)));
-      dp_->backward(l, i + 1 == micro.size());
-      loss += l.item();
+    if (pipeline_) {
+      loss = pipeline_->step(micro, scale, *dp_);  // the micro-batches are the pipeline's
+    } else {
+      for (size_t i = 0; i < micro.size(); ++i) {
+        const data::Batch& b = micro[i];
+        dp_->before_forward();
+        Tensor l = ops::mul(model_->loss(model_->forward(b.inputs), b.targets, ops::Reduction::sum), scale);
+        dp_->backward(l, i + 1 == micro.size());
+        loss += l.item();
+      }
     }
     dp_->finish();
     loss = sum_over(*mesh_->dp(), loss);
+    if (pipeline_) loss = sum_over(*mesh_->pp(), loss);  // from the last stage to every rank
     const double norm = dp_->clip_grad_norm(cfg_.grad_clip);
     const double lr = sched.at(step);
     dp_->step(lr);

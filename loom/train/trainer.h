@@ -9,6 +9,7 @@
 #include "loom/dist/mesh.h"
 #include "loom/nn/transformer.h"
 #include "loom/parallel/data_parallel.h"
+#include "loom/parallel/pipeline.h"
 #include "loom/train/config.h"
 
 namespace loom::train {
@@ -24,7 +25,7 @@ class Trainer {
  public:
   // With resume, continues from the newest complete checkpoint in checkpoint.dir (if any).
   // world: all ranks of the job (a one-rank group without mpirun); they train data-parallel,
-  // groups of parallel.tp neighbouring ranks tensor-parallel.
+  // groups of parallel.tp neighbouring ranks tensor-parallel, parallel.pp stages pipelined.
   Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world);
   // Returns the process exit code (0, also after a signal-triggered save).
   int run();
@@ -38,6 +39,7 @@ class Trainer {
   std::unique_ptr<dist::Mesh> mesh_;
   bool main_rank_ = true;  // rank 0 prints and writes metrics
   std::unique_ptr<nn::TransformerLM> model_;
+  std::unique_ptr<parallel::Pipeline> pipeline_;  // parallel.pp > 1
   HookHandle recompute_;                        // training.recompute = "blocks"
   std::unique_ptr<parallel::DataParallel> dp_;  // gradient sync and the optimizer, per parallel.zero
   std::unique_ptr<data::DataLoader> train_, val_;

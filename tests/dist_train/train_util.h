@@ -53,9 +53,10 @@ inline std::vector<double> series(const std::string& metrics, const char* key) {
 inline std::vector<double> losses(const std::string& metrics) { return series(metrics, "loss"); }
 
 // How one run splits its global batch: np ranks (0: one process without mpirun), ZeRO stage,
-// sequences per micro-batch and data-parallel rank, micro-batches per step, tensor-parallel ranks.
+// sequences per micro-batch and data-parallel rank, micro-batches per step, tensor-parallel ranks,
+// pipeline stages.
 struct Layout {
-  int np, zero, batch, accum, tp = 1;
+  int np, zero, batch, accum, tp = 1, pp = 1;
 };
 
 // Runs `loom train` under a layout, logging to d/name.jsonl and checkpointing into d/name.
@@ -66,7 +67,7 @@ inline void train(const Scratch& d, Layout l, const std::string& name, const std
   const std::string cmd = prefix + LOOM_BIN " train --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
                           " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
                           " --training.batch_size=" + std::to_string(l.batch) + " --training.grad_accum=" + std::to_string(l.accum) +
-                          " --parallel.zero=" + std::to_string(l.zero) + " --parallel.tp=" + std::to_string(l.tp) + " --logging.metrics=" + (d / (name + ".jsonl")) +
+                          " --parallel.zero=" + std::to_string(l.zero) + " --parallel.tp=" + std::to_string(l.tp) + " --parallel.pp=" + std::to_string(l.pp) + " --logging.metrics=" + (d / (name + ".jsonl")) +
                           " --checkpoint.dir=" + (d / name) + " " + extra;
   std::string out;
   ASSERT_EQ(run(cmd, &out), 0) << cmd << "\n" << out;

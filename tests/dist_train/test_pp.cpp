@@ -1,0 +1,124 @@
+// Pipeline-parallel training matches one process: `mpirun -np N loom train --parallel.pp=P` with
+// each schedule gives the per-step losses and gradient norms of one process on the same global
+// batch (within 1e-5 relative) and the same final parameters (within 2e-5; 4e-5 for the 3D
+// hybrid), for an 8-layer
+// LLaMA-GQA (untied head) and GPT-2 (tied embedding and head, held by the first and last stage)
+// at pp 2 and 4 with GPipe, 1F1B and interleaved 1F1B (2 virtual stages), with an uneven
+// pp_layout, and the 3D hybrid dp 2 × tp 2 × pp 2 with ZeRO-1. A checkpoint written under
+// dp 2 × tp 2 × pp 2 resumes under pp 4, under dp 4 and in one process with the losses of the run
+// that never stopped.
+#include <chrono>
+
+#include "loom/io/hf_checkpoint.h"
+#include "train_util.h"
+
+namespace {
+
+// Within tol × max(1, max |param|). AdamW turns rounding-level differences of near-zero gradients
+// (sums taken in another order) into parameter differences of up to ±lr per step; tol is a few
+// hundredths of one lr step (1e-3).
+void expect_same_params(const std::string& got_dir, const std::string& want_dir, const std::string& what, const std::string& skip,
+                        double tol) {
+  const auto want = io::load_hf(want_dir).state, got = io::load_hf(got_dir).state;
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (const auto& [name, t] : want) {
+    if (!skip.empty() && name.find(skip) != std::string::npos) continue;
+    std::vector<double> x = t.to_vector(), y = got.at(name).to_vector();
+    double scale = 1, err = 0;
+    for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
+    EXPECT_LE(err, tol * scale) << what << ": " << name;
+  }
+}
+
+struct PpCase {
+  const char* preset;
+  Layout layout;
+  std::string extra;
+};
+
+TEST(PipelineParallel, EveryScheduleMatchesOneProcess) {
+  // 4 micro-batches of 1 sequence per data-parallel rank and step: a global batch of 4.
+  const PpCase cases[] = {
+      {"llama-tiny", {2, 0, 1, 4, 1, 2}, "--parallel.schedule=gpipe"},
+      {"llama-tiny", {2, 0, 1, 4, 1, 2}, "--parallel.schedule=1f1b --training.recompute=blocks"},
+      {"llama-tiny", {2, 0, 1, 4, 1, 2}, "--parallel.schedule=interleaved --parallel.virtual_stages=2"},
+      {"llama-tiny", {2, 2, 1, 4, 1, 2}, "--parallel.pp_layout=[3,5]"},
+      {"llama-tiny", {4, 0, 1, 4, 1, 4}, "--parallel.schedule=gpipe"},
+      {"llama-tiny", {4, 0, 1, 4, 1, 4}, "--parallel.schedule=1f1b"},
+      {"llama-tiny", {4, 1, 1, 4, 1, 4}, "--parallel.schedule=interleaved --parallel.virtual_stages=2"},
+      {"llama-tiny", {8, 1, 1, 2, 2, 2}, "--parallel.schedule=1f1b"},
+      {"gpt2-tiny", {2, 0, 1, 4, 1, 2}, "--parallel.schedule=1f1b"},
+      {"gpt2-tiny", {4, 1, 1, 4, 1, 4}, "--parallel.schedule=interleaved --parallel.virtual_stages=2"},
+      {"gpt2-tiny", {8, 1, 1, 2, 2, 2}, "--parallel.schedule=1f1b --parallel.sequence_parallel=true"},
+  };
+  for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
+    Scratch d;
+    const std::string model = std::string(" --model.n_layer=8 --model.preset=") + preset;
+    train(d, Layout{0, 0, 4, 1}, "one", model);
+    for (const PpCase& c : cases) {
+      if (std::string(c.preset) != preset) continue;
+      const Layout& l = c.layout;
+      ASSERT_EQ(l.batch * l.accum * (l.np / (l.tp * l.pp)), 4) << "the global batch of every case is 4";
+      const std::string name = fmt::format("{}_np{}_tp{}_pp{}_zero{}_{}", preset, l.np, l.tp, l.pp, l.zero, c.extra);
+      train(d, l, name.substr(0, name.find(' ')) + std::to_string(&c - cases), model + " " + c.extra);
+      const std::string run = d / (name.substr(0, name.find(' ')) + std::to_string(&c - cases));
+      expect_same_losses(losses(run + ".jsonl"), losses(d / "one.jsonl"), name);
+      expect_same_losses(series(run + ".jsonl", "grad_norm"), series(d / "one.jsonl", "grad_norm"), name + " grad norm");
+      // dp × tp × pp sums its gradients in three orders: 4e-5 there, 2e-5 otherwise.
+      expect_same_params(run + "/step_00000020", d / "one/step_00000020", name, std::string(preset) == "gpt2-tiny" ? "attn.wk.bias" : "",
+                         l.tp > 1 && l.np > l.tp * l.pp ? 4e-5 : 2e-5);
+    }
+  }
+}
+
+TEST(PipelineParallelCheckpoint, ResumesUnderAnotherLayout) {
+  Scratch d;
+  const std::string model = " --model.n_layer=8";
+  train(d, Layout{8, 1, 1, 2, 2, 2}, "full", "--checkpoint.every=10" + model);
+  const std::vector<double> full = losses(d / "full.jsonl");
+  ASSERT_EQ(full.size(), 20u);
+  const std::pair<std::string, Layout> resumes[] = {{"one", {0, 0, 4, 1}}, {"pp4", {4, 0, 1, 4, 1, 4}}, {"dp4", {4, 1, 1, 1}}};
+  for (const auto& [name, l] : resumes) {
+    fs::create_directories(d / name);
+    fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
+    train(d, l, name, "--resume" + model);
+    expect_same_losses(losses(d / (name + ".jsonl")), std::vector<double>(full.begin() + 10, full.end()), name);
+  }
+}
+
+// Layouts that cannot run: one error line, from rank 0, exit 2 on every rank, within seconds.
+TEST(ModelParallelLayouts, InvalidOnesAreOneErrorLine) {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  Scratch d;
+  struct Case {
+    std::pair<std::string, std::string> args;  // mpirun's, loom train's
+    std::string want;
+  };
+  const Case cases[] = {
+      {{"-np 3 ", "--parallel.tp=3 --model.preset=gpt2-tiny"}, "tensor parallel: attention heads of 4 does not split over 3 ranks"},
+      {{"-np 4 ", "--parallel.pp=4"}, "pipeline: 4 stages × 1 virtual stages make 4 chunks for 2 layers; each needs at least one"},
+      {{"-np 2 ", "--parallel.dp=2 --parallel.tp=2"}, "dp·tp·pp·cp = 2·2·1·1 = 4 does not match the world size 2"},
+      {{"-np 2 ", "--parallel.pp=2 --model.n_layer=6 --parallel.schedule=interleaved --parallel.virtual_stages=2 --training.grad_accum=2"},
+       "the interleaved schedule needs the 6 layers to be a multiple of stages × virtual stages = 4"},
+      {{"-np 2 ", "--parallel.pp=2 --parallel.schedule=interleaved --parallel.virtual_stages=2 --model.n_layer=4 --training.grad_accum=3"},
+       "the interleaved schedule needs the micro-batches (training.grad_accum = 3) to be a multiple of the stages (parallel.pp = 2)"},
+      {{"-np 2 ", "--parallel.pp=2 --parallel.zero=3"}, "parallel.zero = 3 does not run with parallel.pp = 2"},
+  };
+  for (const auto& [args, want] : cases) {
+    std::string out;
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string cmd = std::string(LOOM_MPIEXEC) + " --oversubscribe " + args.first + LOOM_BIN " train --model.preset=llama-tiny --data.train=" +
+                            (d / "train.bin") + " --training.steps=2 --training.seq_len=16 --training.threads=1 " + args.second;
+    EXPECT_EQ(run(cmd, &out), 2) << cmd << "\n" << out;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0) << cmd;
+    size_t errors = 0;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) errors += line.rfind("error:", 0) == 0;
+    EXPECT_EQ(errors, 1u) << cmd << "\n" << out;
+    EXPECT_NE(out.find("error: rank 0: "), std::string::npos) << out;
+    EXPECT_NE(out.find(want), std::string::npos) << cmd << "\n" << out;
+  }
+}
+
+}  // namespace
