@@ -71,6 +71,7 @@ std::shared_ptr<Work> Group::all_reduce(Tensor& t, ReduceOp op) {
   check_tensor(t, "all_reduce", "tensor");
   LOOM_CHECK(op != ReduceOp::avg || is_floating(t.dtype()), "dist: {}.all_reduce: avg needs a floating dtype, got {}",
              name_, dtype_name(t.dtype()));
+  bytes_ += t.nbytes();
   return do_all_reduce(t, op);
 }
 
@@ -97,6 +98,7 @@ std::shared_ptr<Work> Group::reduce_scatterv(const Tensor& in, Tensor& out, cons
              in.numel(), counts, total);
   LOOM_CHECK(out.numel() == counts[size_t(rank_)], "dist: {}.reduce_scatter: out has {} elements, rank {} expects {}",
              name_, out.numel(), rank_, counts[size_t(rank_)]);
+  bytes_ += in.nbytes();
   return do_reduce_scatterv(in, out, counts, op);
 }
 
@@ -120,12 +122,14 @@ std::shared_ptr<Work> Group::all_gatherv(const Tensor& in, Tensor& out, const st
              out.numel(), counts, total);
   LOOM_CHECK(in.numel() == counts[size_t(rank_)], "dist: {}.all_gather: in has {} elements, rank {} sends {}", name_,
              in.numel(), rank_, counts[size_t(rank_)]);
+  bytes_ += in.nbytes();
   return do_all_gatherv(in, out, counts);
 }
 
 std::shared_ptr<Work> Group::broadcast(Tensor& t, int root) {
   check_tensor(t, "broadcast", "tensor");
   check_peer(root, "broadcast", "root");
+  if (rank_ == root) bytes_ += t.nbytes();
   return do_broadcast(t, root);
 }
 
@@ -133,6 +137,7 @@ std::shared_ptr<Work> Group::send(const Tensor& t, int peer, int tag) {
   check_tensor(t, "send", "tensor");
   check_peer(peer, "send", "peer");
   LOOM_CHECK(tag >= 0 && tag <= 32767, "dist: {}.send: tag {} is outside [0, 32767]", name_, tag);
+  bytes_ += t.nbytes();
   return do_send(t, peer, tag);
 }
 
@@ -151,6 +156,7 @@ std::shared_ptr<Work> Group::all_to_all(const Tensor& in, Tensor& out) {
   LOOM_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0,
              "dist: {}.all_to_all: in ({}) and out ({}) must have the same number of elements, a multiple of {}",
              name_, in.numel(), out.numel(), size_);
+  bytes_ += in.nbytes();
   return do_all_to_all(in, out);
 }
 

@@ -58,6 +58,9 @@ class Group {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
+  // Bytes of the tensors this rank has handed to the group's ops (a collective's input, a send's
+  // tensor; receives are not counted): the traffic a benchmark compares with its analytical count.
+  uint64_t bytes_handed() const { return bytes_.load(); }
   const std::string& name() const { return name_; }
   double timeout_s() const { return timeout_s_.load(); }
   void set_timeout_s(double seconds);  // groups split off later inherit it
@@ -106,6 +109,7 @@ class Group {
   int rank_;
   int size_;
   std::atomic<double> timeout_s_;
+  std::atomic<uint64_t> bytes_{0};
 };
 
 // Collective: every rank's text, in rank order (say, what each rank wrote to a checkpoint).

@@ -25,14 +25,14 @@ struct DataParallelOptions {
   // The model's tensor-parallel split, if any: the group passed to create() then holds the ranks
   // with this rank's tp coordinate. Clipping counts each element of the whole model once, and
   // checkpoints hold whole-model tensors, each rank writing its blocks.
-  TensorParallelLayout tp;
+  TensorParallelLayout tp = {};
   // Pipeline parallelism: the group of the stages (the gradient norm is summed over it), the
   // parameters this stage holds as copies of another stage's (the tied embedding on the last
   // stage: not counted in the norm, not written to checkpoints), and for each parameter shared
   // between stages the group over which finish() sums its gradient.
-  std::shared_ptr<dist::Group> pp;
-  std::set<std::string> copies;
-  std::map<std::string, std::shared_ptr<dist::Group>> tied;
+  std::shared_ptr<dist::Group> pp = nullptr;
+  std::set<std::string> copies = {};
+  std::map<std::string, std::shared_ptr<dist::Group>> tied = {};
 };
 
 // A piece of one parameter: elements [begin, end) of its row-major flattening.

@@ -15,7 +15,6 @@
 #include "loom/io/llmc.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/nn.h"
-#include "loom/parallel/recompute.h"
 #include "loom/train/checkpoint.h"
 #include "loom/train/resources.h"
 
@@ -78,18 +77,12 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
              model_->config().max_seq_len);
   flops_per_token_ = flops_per_token(*model_, cfg_.seq_len);  // of the whole model
   params_ = model_->num_parameters();
-  // Applied from outside in a fixed order: tensor parallelism, the pipeline split, activation
-  // recompute, then data parallelism (ZeRO-3's block wrapper must be the outer one).
-  parallel::DataParallelOptions options{int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}};
-  if (tp > 1) options.tp = parallel::apply_tensor_parallel(*model_, mesh_->tp(), cfg_.sequence_parallel);
-  if (pp > 1) {
-    pipeline_ = std::make_unique<parallel::Pipeline>(
-        *model_, mesh_->pp(),
-        parallel::PipelineOptions{cfg_.pp_schedule, int(cfg_.virtual_stages), cfg_.pp_layout, cfg_.sequence_parallel ? tp : 1});
-    pipeline_->configure(options);
-  }
-  if (cfg_.recompute == "blocks") recompute_ = parallel::recompute_blocks(*model_);
-  dp_ = parallel::DataParallel::create(*model_, mesh_->dp(), options);
+  parallel::ParallelConfig pc;
+  pc.sequence_parallel = cfg_.sequence_parallel;
+  pc.recompute = cfg_.recompute == "blocks";
+  pc.pipeline = {cfg_.pp_schedule, int(cfg_.virtual_stages), cfg_.pp_layout};
+  pc.data = {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}};
+  par_ = parallel::parallelize(*model_, *mesh_, pc);
   const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp;
   train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V,
                                               part, parts);
@@ -103,7 +96,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   if (resume) {
     LOOM_CHECK(!cfg_.checkpoint_dir.empty(), "config: --resume needs checkpoint.dir");
     if (auto dir = latest_checkpoint(cfg_.checkpoint_dir, *world_)) {
-      TrainState s = load_checkpoint(*dir, *model_, *dp_);
+      TrainState s = load_checkpoint(*dir, *model_, par_->data());
       start_step_ = s.step;
       train_->set_consumed(s.consumed_samples);
       if (main_rank_) {
@@ -119,20 +112,10 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
 }
 
 double Trainer::evaluate() {
-  autograd::NoGradGuard no_grad;
   val_->reset();
-  double total = 0;
   std::vector<data::Batch> batches;
   for (int64_t i = 0; i < cfg_.eval_batches; ++i) batches.push_back(val_->next());
-  if (pipeline_) {
-    total = sum_over(*mesh_->pp(), pipeline_->evaluate(batches, *dp_));  // the last stage has the losses
-  } else {
-    for (const data::Batch& b : batches) {
-      dp_->before_forward();
-      total += model_->loss(model_->forward(b.inputs), b.targets).item();
-    }
-  }
-  return sum_over(*mesh_->dp(), total) / double(cfg_.eval_batches * mesh_->dims().dp);
+  return sum_over(*mesh_->dp(), par_->evaluate(batches)) / double(cfg_.eval_batches * mesh_->dims().dp);
 }
 
 double Trainer::sum_over(dist::Group& group, double v) {
@@ -166,7 +149,7 @@ int Trainer::run() {
   int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
     if (cfg_.checkpoint_dir.empty() || step == saved) return;
-    save_checkpoint(cfg_.checkpoint_dir, *model_, *dp_, *mesh_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)},
+    save_checkpoint(cfg_.checkpoint_dir, *model_, par_->data(), *mesh_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)},
                     cfg_.checkpoint_keep);
     saved = step;
   };
@@ -182,26 +165,11 @@ int Trainer::run() {
     counted = int64_t(sum_over(*mesh_->dp(), double(counted)));  // tp ranks see the same tokens
     // Each micro-batch contributes its summed loss over the step's total token count, so the
     // accumulated gradient is that of the mean over the whole step (all ranks' tokens).
-    const double scale = 1.0 / double(std::max<int64_t>(counted, 1));
-    double loss = 0;
-    if (pipeline_) {
-      loss = pipeline_->step(micro, scale, *dp_);  // the micro-batches are the pipeline's
-    } else {
-      for (size_t i = 0; i < micro.size(); ++i) {
-        const data::Batch& b = micro[i];
-        dp_->before_forward();
-        Tensor l = ops::mul(model_->loss(model_->forward(b.inputs), b.targets, ops::Reduction::sum), scale);
-        dp_->backward(l, i + 1 == micro.size());
-        loss += l.item();
-      }
-    }
-    dp_->finish();
-    loss = sum_over(*mesh_->dp(), loss);
-    if (pipeline_) loss = sum_over(*mesh_->pp(), loss);  // from the last stage to every rank
-    const double norm = dp_->clip_grad_norm(cfg_.grad_clip);
+    const double loss = sum_over(*mesh_->dp(), par_->forward_backward(micro, 1.0 / double(std::max<int64_t>(counted, 1))));
+    const double norm = par_->data().clip_grad_norm(cfg_.grad_clip);
     const double lr = sched.at(step);
-    dp_->step(lr);
-    dp_->zero_grad();
+    par_->data().step(lr);
+    par_->data().zero_grad();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double tps = double(tokens_per_step) / dt;
     nlohmann::json rec = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tps}, {"mfu", fpt * tps / peak_flops_}};

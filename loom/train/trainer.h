@@ -8,8 +8,7 @@
 #include "loom/data/shards.h"
 #include "loom/dist/mesh.h"
 #include "loom/nn/transformer.h"
-#include "loom/parallel/data_parallel.h"
-#include "loom/parallel/pipeline.h"
+#include "loom/parallel/parallelize.h"
 #include "loom/train/config.h"
 
 namespace loom::train {
@@ -39,9 +38,7 @@ class Trainer {
   std::unique_ptr<dist::Mesh> mesh_;
   bool main_rank_ = true;  // rank 0 prints and writes metrics
   std::unique_ptr<nn::TransformerLM> model_;
-  std::unique_ptr<parallel::Pipeline> pipeline_;  // parallel.pp > 1
-  HookHandle recompute_;                        // training.recompute = "blocks"
-  std::unique_ptr<parallel::DataParallel> dp_;  // gradient sync and the optimizer, per parallel.zero
+  std::unique_ptr<parallel::Parallelized> par_;  // tp, recompute, pipeline, data parallelism: gradient sync and the optimizer
   std::unique_ptr<data::DataLoader> train_, val_;
   int64_t start_step_ = 0;
   double peak_flops_ = 0;       // of all ranks together, for MFU

@@ -23,7 +23,7 @@ double rel_err(const Tensor& a, const Tensor& b) {
 }
 
 void expect_matches_one_process(models::ModelConfig c, bool sequence_parallel = false) {
-  const int size = world()->size(), rank = world()->rank();
+  const int rank = world()->rank();
   Tensor ids = ops::cast(ops::mul(rand({2, 13}, {9, 0}), double(c.vocab_size)), DType::i64);
   Tensor in = ops::narrow(ids, 1, 0, 12), tgt = ops::narrow(ids, 1, 1, 12);
   nn::TransformerLM whole(c), split(c);

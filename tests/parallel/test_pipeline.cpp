@@ -56,7 +56,9 @@ TEST(PipelineSchedule, EveryActionOnceForwardFirst) {
           std::set<std::tuple<bool, int, int>> seen;
           for (const PipelineAction& a : parallel::pipeline_schedule(schedule, stages, s, chunks, micro)) {
             EXPECT_TRUE(seen.insert({a.forward, a.chunk, a.micro}).second);
-            if (!a.forward) EXPECT_TRUE(seen.count({true, a.chunk, a.micro})) << schedule << ": backward before forward";
+            if (!a.forward) {
+              EXPECT_TRUE(seen.count({true, a.chunk, a.micro})) << schedule << ": backward before forward";
+            }
           }
           EXPECT_EQ(seen.size(), size_t(2 * chunks * micro)) << schedule;
         }

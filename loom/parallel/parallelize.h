@@ -1,0 +1,49 @@
+// The one entry point that parallelizes a model from outside, by plan, in a fixed order: tensor
+// parallelism (and sequence parallelism) over the mesh's tp group, activation recompute, the
+// pipeline split over its pp group, then data parallelism / ZeRO over its dp group. The model
+// code stays single-device; what was applied stays alive in the result.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "loom/data/shards.h"
+#include "loom/dist/mesh.h"
+#include "loom/nn/transformer.h"
+#include "loom/parallel/data_parallel.h"
+#include "loom/parallel/pipeline.h"
+
+namespace loom::parallel {
+
+struct ParallelConfig {
+  bool sequence_parallel = false;  // with tp > 1
+  bool recompute = false;          // activation recompute of every block
+  PipelineOptions pipeline;        // with pp > 1 (sequence_split is set from the mesh)
+  DataParallelOptions data;        // ZeRO stage, buckets, AdamW (tp and pp are set from the mesh)
+};
+
+class Parallelized {
+ public:
+  // One step's forward and backward over this data-parallel rank's micro-batches, each one's
+  // summed loss times scale, and the gradient reduction (DataParallel::finish). Returns the
+  // scaled losses summed over the micro-batches (and the stages: every rank gets them).
+  double forward_backward(const std::vector<data::Batch>& micro, double scale);
+  // Forward only: the sum of the batches' mean losses (on every rank).
+  double evaluate(const std::vector<data::Batch>& batches);
+  DataParallel& data() const { return *dp_; }
+  const Pipeline* pipeline() const { return pipeline_.get(); }
+
+ private:
+  friend std::unique_ptr<Parallelized> parallelize(nn::TransformerLM& model, const dist::Mesh& mesh, ParallelConfig cfg);
+  Parallelized(nn::TransformerLM& model, const dist::Mesh& mesh) : model_(model), mesh_(mesh) {}
+  nn::TransformerLM& model_;
+  const dist::Mesh& mesh_;
+  HookHandle recompute_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<DataParallel> dp_;
+};
+
+// The model and mesh must outlive the result. Collective over the mesh's world.
+std::unique_ptr<Parallelized> parallelize(nn::TransformerLM& model, const dist::Mesh& mesh, ParallelConfig cfg);
+
+}  // namespace loom::parallel
