@@ -24,21 +24,20 @@ void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
 
 }  // namespace
 
-ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel,
-                                           int replicas, std::shared_ptr<dist::Group> replica_group)
+ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas,
+                                           std::shared_ptr<dist::Group> replica_group)
     : nn::Linear(whole.weight.size(1), whole.weight.size(0) * replicas / group->size(), whole.bias.defined()),
-      group_(std::move(group)), replica_group_(std::move(replica_group)), sequence_parallel_(sequence_parallel) {
-  shard(whole.weight.size(0), *group_, "output features", replicas);
-  const int64_t rows = weight.size(0), start = group_->rank() / replicas * rows;
+      replica_group_(std::move(replica_group)) {
+  shard(whole.weight.size(0), *group, "output features", replicas);
+  const int64_t rows = weight.size(0), start = group->rank() / replicas * rows;
   copy_slice(weight, whole.weight, 0, start);
   if (bias.defined()) copy_slice(bias, whole.bias, 0, start);
 }
 
 Tensor ColumnParallelLinear::forward(const Tensor& x) const {
-  const Tensor in = sequence_parallel_ ? x : copy_to(x, group_);
-  if (!replica_group_) return ops::linear(in, weight, bias);
+  if (!replica_group_) return ops::linear(x, weight, bias);
   // Each replica's gradient holds its own query heads' share: copy_to sums them in backward.
-  return ops::linear(in, copy_to(weight, replica_group_), bias.defined() ? copy_to(bias, replica_group_) : bias);
+  return ops::linear(x, copy_to(weight, replica_group_), bias.defined() ? copy_to(bias, replica_group_) : bias);
 }
 
 RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
@@ -58,13 +57,14 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
   return bias.defined() ? ops::add(y, copy_to(bias, group_)) : y;
 }
 
-SequenceParallelNorm::SequenceParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group)
-    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps()), group_(std::move(group)) {
+TensorParallelNorm::TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
+    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps()), group_(std::move(group)), sequence_parallel_(sequence_parallel) {
   copy_slice(weight, whole.weight, 0, 0);
   if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
 }
 
-Tensor SequenceParallelNorm::forward(const Tensor& x) const {
+Tensor TensorParallelNorm::forward(const Tensor& x) const {
+  if (!sequence_parallel_) return copy_to(apply(x, weight, bias), group_);
   const Tensor y = apply(x, copy_to(weight, group_), bias.defined() ? copy_to(bias, group_) : bias);
   return all_gather_to(y, group_, 1);
 }
@@ -96,7 +96,7 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   auto column = [&](const std::string& path, int reps = 1) {
     replace(path,
             [&](const nn::Linear& w) {
-              return std::make_shared<ColumnParallelLinear>(w, group, sequence_parallel, reps, reps > 1 ? kv_group : nullptr);
+              return std::make_shared<ColumnParallelLinear>(w, group, reps, reps > 1 ? kv_group : nullptr);
             },
             0);
     if (reps > 1)
@@ -110,7 +110,7 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   auto emb = std::make_shared<VocabParallelEmbedding>(*model.tok_emb, group, sequence_parallel);
   model.replace_module("tok_emb", emb);
   layout.splits["tok_emb.weight"] = {0, c.padded_vocab};
-  auto head = std::make_shared<VocabParallelHead>(c.tied_head ? emb->weight : Tensor(), *model.lm_head, group, sequence_parallel);
+  auto head = std::make_shared<VocabParallelHead>(c.tied_head ? emb->weight : Tensor(), *model.lm_head, group);
   model.replace_module("lm_head", head);
   if (!c.tied_head) layout.splits["lm_head.weight"] = {0, c.padded_vocab};
   for (size_t i = 0; i < model.layers.size(); ++i) {
@@ -120,14 +120,12 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
     row(block + "attn.wo");
     for (const char* p : c.swiglu ? std::vector<const char*>{"mlp.gate", "mlp.up"} : std::vector<const char*>{"mlp.fc"}) column(block + p);
     row(block + (c.swiglu ? "mlp.down" : "mlp.proj"));
-    if (sequence_parallel)
-      for (const char* p : {"attn_norm", "mlp_norm"})
-        model.replace_module(block + p, std::make_shared<SequenceParallelNorm>(dynamic_cast<nn::Norm&>(*model.module_at(block + p)), group));
+    for (const char* p : {"attn_norm", "mlp_norm"})
+      model.replace_module(block + p,
+                           std::make_shared<TensorParallelNorm>(dynamic_cast<nn::Norm&>(*model.module_at(block + p)), group, sequence_parallel));
   }
-  if (sequence_parallel) {
-    model.replace_module("norm", std::make_shared<SequenceParallelNorm>(*model.norm, group));
-    if (model.pos_emb) model.replace_module("pos_emb", std::make_shared<SequenceParallelPositions>(*model.pos_emb, group));
-  }
+  model.replace_module("norm", std::make_shared<TensorParallelNorm>(*model.norm, group, sequence_parallel));
+  if (sequence_parallel && model.pos_emb) model.replace_module("pos_emb", std::make_shared<SequenceParallelPositions>(*model.pos_emb, group));
   return layout;
 }
 

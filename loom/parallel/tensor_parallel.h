@@ -12,6 +12,8 @@
 // Sequence parallelism (Megatron's): between the tensor-parallel regions — norms, residual adds,
 // embeddings' sum — each rank holds T/n of the positions; the norms gather the sequence before
 // each region and the row-parallel linears reduce-scatter it after, instead of all-reducing.
+// Per block and micro-batch this all-reduces the activations twice forward (after the two
+// row-parallel linears) and twice backward (the two norms' copy_to), as Megatron does.
 #pragma once
 
 #include <map>
@@ -24,20 +26,19 @@
 namespace loom::parallel {
 
 // Block b = r / replicas of a whole linear's weight and bias split into n / replicas blocks of
-// rows (rank r's rows [r·out/n, (r+1)·out/n) when replicas is 1). Input replicated, output
-// sharded along its last dim. With replicas > 1 (kv heads fewer than ranks) `replica_group`
-// holds the ranks sharing this block: the weight's gradient is summed over them in backward.
-// Under sequence parallelism the input arrives gathered (SequenceParallelNorm), whose backward
-// already sums the input's gradient over the group.
+// rows (rank r's rows [r·out/n, (r+1)·out/n) when replicas is 1). Output sharded along its last
+// dim. Its input must come whole through copy_to (or, under sequence parallelism, all_gather_to):
+// the plan puts that at the end of the norm before it, once for every linear reading it. With
+// replicas > 1 (kv heads fewer than ranks) `replica_group` holds the ranks sharing this block:
+// the weight's gradient is summed over them in backward.
 class ColumnParallelLinear : public nn::Linear {
  public:
-  ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel = false, int replicas = 1,
+  ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas = 1,
                        std::shared_ptr<dist::Group> replica_group = nullptr);
   Tensor forward(const Tensor& x) const override;
 
  private:
-  std::shared_ptr<dist::Group> group_, replica_group_;
-  bool sequence_parallel_;
+  std::shared_ptr<dist::Group> replica_group_;
 };
 
 // The rank's columns [r·in/n, (r+1)·in/n) of a whole linear's weight; the bias whole, added
@@ -54,16 +55,18 @@ class RowParallelLinear : public nn::Linear {
   bool sequence_parallel_;
 };
 
-// Sequence parallelism's norm: on this rank's positions (B, T/n, C), then gathered along the
-// sequence for the column-parallel linears that follow (backward: reduce-scatter). Its
+// A norm ahead of column-parallel linears: its output goes to them through copy_to (backward:
+// one all-reduce of the input gradient for all of them). Under sequence parallelism it runs on
+// this rank's positions (B, T/n, C) and gathers the sequence (backward: reduce-scatter), and its
 // parameters' gradients, from this rank's positions only, are summed over the group.
-class SequenceParallelNorm : public nn::Norm {
+class TensorParallelNorm : public nn::Norm {
  public:
-  SequenceParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group);
+  TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel);
   Tensor forward(const Tensor& x) const override;
 
  private:
   std::shared_ptr<dist::Group> group_;
+  bool sequence_parallel_;
 };
 
 // Learned positions under sequence parallelism: the rows of this rank's positions (T/n of T).

@@ -128,16 +128,14 @@ Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
   return sequence_parallel_ ? reduce_scatter_to(partial, group_, 1) : reduce_from(partial, group_);
 }
 
-VocabParallelHead::VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
+VocabParallelHead::VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group)
     : nn::LMHead(tied, vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1), whole.vocab_size),
-      group_(std::move(group)), sequence_parallel_(sequence_parallel) {
+      group_(std::move(group)) {
   if (!tied.defined()) {
     autograd::NoGradGuard no_grad;
     ops::copy_(weight, row_block(whole.weight, weight.size(0), group_->rank()));
   }
 }
-
-Tensor VocabParallelHead::forward(const Tensor& h) const { return ops::linear(sequence_parallel_ ? h : copy_to(h, group_), weight); }
 
 Tensor VocabParallelHead::loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const {
   return vocab_parallel_cross_entropy(logits, targets, group_, vocab_size, -100, reduction);

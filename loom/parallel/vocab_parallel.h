@@ -42,17 +42,15 @@ class VocabParallelEmbedding : public nn::Embedding {
 };
 
 // Rank r's rows of a whole head (of its tied embedding's block when tied is defined): logits of
-// its vocabulary slice, never gathered; the loss is vocab_parallel_cross_entropy. Under sequence
-// parallelism its input arrives gathered by the final norm.
+// its vocabulary slice, never gathered; the loss is vocab_parallel_cross_entropy. Its input comes
+// whole through the final norm's copy_to (or all-gather), as a column-parallel linear's does.
 class VocabParallelHead : public nn::LMHead {
  public:
-  VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel = false);
-  Tensor forward(const Tensor& h) const override;
+  VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group);
   Tensor loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const override;
 
  private:
   std::shared_ptr<dist::Group> group_;
-  bool sequence_parallel_;
 };
 
 }  // namespace loom::parallel
