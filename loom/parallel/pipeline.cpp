@@ -2,6 +2,7 @@
 // activations and gradients.
 #include "loom/parallel/pipeline.h"
 
+#include <chrono>
 #include <map>
 #include <numeric>
 
@@ -110,7 +111,9 @@ Tensor Pipeline::receive(int from_stage, int tag, const data::Batch& batch) {
   const int64_t T = batch.inputs.size(1);
   LOOM_CHECK(T % options_.sequence_split == 0, "pipeline: {} positions do not split over {} sequence-parallel ranks", T, options_.sequence_split);
   Tensor t = Tensor::empty({batch.inputs.size(0), T / options_.sequence_split, model_.config().n_embd});
+  const auto t0 = std::chrono::steady_clock::now();
   group_->recv(t, from_stage, tag)->wait();
+  idle_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return t;
 }
 

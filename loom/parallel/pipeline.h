@@ -56,6 +56,9 @@ class Pipeline {
   double step(const std::vector<data::Batch>& micro, double scale, DataParallel& dp);
   // Forward only: the sum of the batches' mean losses on the last stage, 0 elsewhere.
   double evaluate(const std::vector<data::Batch>& batches, DataParallel& dp);
+  // Seconds spent waiting for activations or gradients from other stages, since construction:
+  // the pipeline's bubble as this stage sees it.
+  double idle_seconds() const { return idle_s_; }
   bool first() const { return stage_ == 0; }
   bool last() const { return stage_ == stages_ - 1; }
 
@@ -74,6 +77,7 @@ class Pipeline {
   std::vector<size_t> starts_;                  // first layer of each global chunk, then the layer count
   std::vector<std::vector<Tensor>> params_;     // per local chunk: its parameters (the scope of its backward)
   std::vector<std::pair<std::shared_ptr<dist::Work>, Tensor>> sends_;  // in flight until the step ends
+  double idle_s_ = 0;
 };
 
 }  // namespace loom::parallel
