@@ -44,10 +44,10 @@ int main(int argc, char** argv) {
   const int tp = std::stoi(argv[6]), pp = std::stoi(argv[7]), virt = argc > 9 ? std::stoi(argv[9]) : 1;
   dist::abort_on_error([&] {
     const dist::Mesh mesh(world, {world->size() / (tp * pp), tp, pp});
-    nn::TransformerLM model(models::preset(preset));
-    model.init(0);
+    nn::TransformerLM model(models::preset(preset), true);  // deferred: each rank initialises what it holds
     const models::ModelConfig c = model.config();
     parallel::ParallelConfig pc;
+    pc.init_seed = 0;
     pc.pipeline = {schedule, virt, {}};
     auto par = parallel::parallelize(model, mesh, pc);
     std::vector<double> times;

@@ -43,13 +43,33 @@ Tensor rand(const Shape& shape, RngKey key, double lo, double hi, DType dtype) {
   return fill(shape, dtype, [&](uint64_t i) { return lo + (hi - lo) * to_unit(block(key.seed, key.offset + i)[0]); });
 }
 
+namespace {
+// Box-Muller on two independent uniforms from the element's own Philox block.
+double normal_at(RngKey key, uint64_t i, double mean, double std) {
+  auto r = block(key.seed, key.offset + i);
+  double u1 = (double(r[0]) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]: log(u1) is finite
+  double u2 = double(r[1]) * (1.0 / 4294967296.0);
+  return mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+}  // namespace
+
 Tensor randn(const Shape& shape, RngKey key, double mean, double std, DType dtype) {
-  // Box-Muller on two independent uniforms from the element's own Philox block.
-  return fill(shape, dtype, [&](uint64_t i) {
-    auto r = block(key.seed, key.offset + i);
-    double u1 = (double(r[0]) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]: log(u1) is finite
-    double u2 = double(r[1]) * (1.0 / 4294967296.0);
-    return mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  return fill(shape, dtype, [&](uint64_t i) { return normal_at(key, i, mean, std); });
+}
+
+Tensor randn_block(const Shape& whole, const Shape& offset, const Shape& box, RngKey key, double mean, double std) {
+  LOOM_CHECK(whole.size() == box.size() && offset.size() == box.size(), "randn_block: box {} at {} does not fit {}", box, offset, whole);
+  for (size_t d = 0; d < box.size(); ++d)
+    LOOM_CHECK(offset[d] >= 0 && offset[d] + box[d] <= whole[d], "randn_block: box {} at {} is outside {}", box, offset, whole);
+  return fill(box, DType::f32, [&](uint64_t i) {
+    uint64_t g = 0, stride = 1;  // i unravelled in box, moved by offset, ravelled in whole
+    for (size_t d = box.size(); d-- > 0;) {
+      const uint64_t at = i % uint64_t(box[d]) + uint64_t(offset[d]);
+      i /= uint64_t(box[d]);
+      g += at * stride;
+      stride *= uint64_t(whole[d]);
+    }
+    return normal_at(key, g, mean, std);
   });
 }
 

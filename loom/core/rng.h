@@ -39,5 +39,8 @@ class Generator {
 // New tensors of f32/f64 random values drawn at key (other dtypes: drawn in f32, then cast).
 Tensor rand(const Shape& shape, RngKey key, double lo = 0.0, double hi = 1.0, DType dtype = DType::f32);
 Tensor randn(const Shape& shape, RngKey key, double mean = 0.0, double std = 1.0, DType dtype = DType::f32);
+// The block `box` at `offset` of the draw randn(whole, key, ...) would give, without drawing the
+// rest: element g of the whole (row-major) is drawn at key.offset + g (f32).
+Tensor randn_block(const Shape& whole, const Shape& offset, const Shape& box, RngKey key, double mean, double std);
 
 }  // namespace loom

@@ -14,6 +14,12 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   return s;
 }
 
+std::shared_ptr<Storage> Storage::deferred(size_t nbytes) {
+  std::shared_ptr<Storage> s(new Storage());
+  s->nbytes_ = nbytes;
+  return s;
+}
+
 std::shared_ptr<Storage> Storage::wrap(void* data, size_t nbytes, std::function<void()> on_free) {
   std::shared_ptr<Storage> s(new Storage());
   s->block_ = {data, nbytes};

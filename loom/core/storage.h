@@ -16,6 +16,8 @@ class Storage {
  public:
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::cpu());
   static std::shared_ptr<Storage> wrap(void* data, size_t nbytes, std::function<void()> on_free);
+  // Of nbytes but without memory yet, as if released (deferred initialisation): restore() allocates it.
+  static std::shared_ptr<Storage> deferred(size_t nbytes);
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   ~Storage();

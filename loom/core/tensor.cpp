@@ -18,6 +18,14 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(impl));
 }
 
+Tensor Tensor::deferred(const Shape& shape, DType dtype) {
+  Tensor t = empty({0}, dtype);
+  t.impl()->storage = Storage::deferred(size_t(numel_of(shape)) * dtype_size(dtype));
+  t.impl()->shape = shape;
+  t.impl()->strides = contiguous_strides(shape);
+  return t;
+}
+
 Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, const Shape& shape, DType dtype, int64_t offset) {
   LOOM_CHECK(size_t(offset + numel_of(shape)) * dtype_size(dtype) <= storage->nbytes(),
              "tensor: shape {} at offset {} does not fit a storage of {} bytes", shape, offset, storage->nbytes());

@@ -47,6 +47,9 @@ class Tensor {
   // Factories. Contents of empty() are uninitialised.
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32);
+  // A tensor whose memory does not exist yet (a model built for deferred initialisation): reading
+  // it is an error until its storage is restore()d.
+  static Tensor deferred(const Shape& shape, DType dtype = DType::f32);
   static Tensor ones(const Shape& shape, DType dtype = DType::f32);
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
   static Tensor arange(int64_t n, DType dtype = DType::i64);

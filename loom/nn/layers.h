@@ -1,5 +1,6 @@
 // The building-block modules: Linear, Embedding and the two norms. Parameters are created
-// uninitialised-to-zero here; the model's init() fills them (GPT-2 rules).
+// zero (norm weights one) here, or deferred — shaped, without memory — for a model that is cut
+// up (tensor/pipeline parallelism) before any memory is spent; the model's init() fills them.
 #pragma once
 
 #include "loom/nn/module.h"
@@ -10,9 +11,9 @@ namespace loom::nn {
 
 class Linear : public Module {
  public:
-  Linear(int64_t in, int64_t out, bool bias) {
-    weight = register_parameter("weight", Tensor::zeros({out, in}));  // (out, in)
-    if (bias) this->bias = register_parameter("bias", Tensor::zeros({out}));
+  Linear(int64_t in, int64_t out, bool bias, bool defer = false) {
+    weight = register_parameter("weight", param({out, in}, 0.0, defer));  // (out, in)
+    if (bias) this->bias = register_parameter("bias", param({out}, 0.0, defer));
   }
   // Virtual: module surgery puts derived linears (tensor-parallel, LoRA) in a Linear's place.
   virtual Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
@@ -21,7 +22,7 @@ class Linear : public Module {
 
 class Embedding : public Module {
  public:
-  Embedding(int64_t n, int64_t dim) { weight = register_parameter("weight", Tensor::zeros({n, dim})); }  // (n, dim)
+  Embedding(int64_t n, int64_t dim, bool defer = false) { weight = register_parameter("weight", param({n, dim}, 0.0, defer)); }  // (n, dim)
   virtual Tensor forward(const Tensor& ids) const { return ops::embedding(ids, weight); }  // virtual: see Linear
   Tensor weight;
 };
@@ -33,8 +34,8 @@ class Embedding : public Module {
 class LMHead : public Module {
  public:
   // weight: the tied embedding's, or undefined for a head of its own of that many rows.
-  LMHead(Tensor tied, int64_t padded_vocab, int64_t dim, int64_t vocab_size) : vocab_size(vocab_size) {
-    weight = tied.defined() ? tied : register_parameter("weight", Tensor::zeros({padded_vocab, dim}));
+  LMHead(Tensor tied, int64_t padded_vocab, int64_t dim, int64_t vocab_size, bool defer = false) : vocab_size(vocab_size) {
+    weight = tied.defined() ? tied : register_parameter("weight", param({padded_vocab, dim}, 0.0, defer));
   }
   virtual Tensor forward(const Tensor& h) const { return ops::linear(h, weight); }
   virtual Tensor loss(const Tensor& logits, const Tensor& targets, ops::Reduction reduction) const {
@@ -47,9 +48,9 @@ class LMHead : public Module {
 // LayerNorm (weight + bias) or RMSNorm (weight only), chosen by the model config.
 class Norm : public Module {
  public:
-  Norm(int64_t dim, bool rms, double eps) : rms_(rms), eps_(eps) {
-    weight = register_parameter("weight", Tensor::ones({dim}));
-    if (!rms) bias = register_parameter("bias", Tensor::zeros({dim}));
+  Norm(int64_t dim, bool rms, double eps, bool defer = false) : rms_(rms), eps_(eps) {
+    weight = register_parameter("weight", param({dim}, 1.0, defer));
+    if (!rms) bias = register_parameter("bias", param({dim}, 0.0, defer));
   }
   virtual Tensor forward(const Tensor& x) const { return apply(x, weight, bias); }  // virtual: see Linear
   bool rms() const { return rms_; }

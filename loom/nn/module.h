@@ -45,6 +45,8 @@ class Module {
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t);  // sets requires_grad
+  // A new parameter's value: filled with `value`, or deferred (no memory until init).
+  static Tensor param(const Shape& shape, double value, bool defer) { return defer ? Tensor::deferred(shape) : Tensor::full(shape, value); }
   // Adds m as child `name` and stores it in `slot`, the parent's typed member (which must stay
   // at its address: a member, or an element of a vector that is not resized afterwards).
   template <typename M> void register_module(const std::string& name, std::shared_ptr<M>& slot, std::shared_ptr<M> m) {

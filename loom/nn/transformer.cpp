@@ -1,7 +1,9 @@
 // TransformerLM forward pass and GPT-2 style initialisation.
 #include "loom/nn/transformer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "loom/autograd/function.h"
 #include "loom/core/rng.h"
@@ -12,12 +14,12 @@ namespace loom::nn {
 
 using models::ModelConfig;
 
-Attention::Attention(const ModelConfig& c) : c_(c) {
+Attention::Attention(const ModelConfig& c, bool defer) : c_(c) {
   const bool qkv_b = c.linear_bias || c.qkv_bias;
-  register_module("wq", wq, std::make_shared<Linear>(c.n_embd, c.n_head * c.head_dim, qkv_b));
-  register_module("wk", wk, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
-  register_module("wv", wv, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b));
-  register_module("wo", wo, std::make_shared<Linear>(c.n_head * c.head_dim, c.n_embd, c.linear_bias));
+  register_module("wq", wq, std::make_shared<Linear>(c.n_embd, c.n_head * c.head_dim, qkv_b, defer));
+  register_module("wk", wk, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b, defer));
+  register_module("wv", wv, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b, defer));
+  register_module("wo", wo, std::make_shared<Linear>(c.n_head * c.head_dim, c.n_embd, c.linear_bias, defer));
 }
 
 Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
@@ -50,14 +52,14 @@ Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cac
   return wo->forward(ops::reshape(ops::transpose(y, 1, 2), {B, T, H * D}));
 }
 
-Mlp::Mlp(const ModelConfig& c) : swiglu_(c.swiglu) {
+Mlp::Mlp(const ModelConfig& c, bool defer) : swiglu_(c.swiglu) {
   if (swiglu_) {
-    register_module("gate", gate, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
-    register_module("up", up, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
-    register_module("down", down, std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
+    register_module("gate", gate, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias, defer));
+    register_module("up", up, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias, defer));
+    register_module("down", down, std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias, defer));
   } else {
-    register_module("fc", fc, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias));
-    register_module("proj", proj, std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias));
+    register_module("fc", fc, std::make_shared<Linear>(c.n_embd, c.intermediate, c.linear_bias, defer));
+    register_module("proj", proj, std::make_shared<Linear>(c.intermediate, c.n_embd, c.linear_bias, defer));
   }
 }
 
@@ -66,11 +68,11 @@ Tensor Mlp::forward(const Tensor& x) const {
   return proj->forward(ops::gelu(fc->forward(x)));
 }
 
-Block::Block(const ModelConfig& c) {
-  register_module("attn_norm", attn_norm, std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
-  register_module("attn", attn, std::make_shared<Attention>(c));
-  register_module("mlp_norm", mlp_norm, std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps));
-  register_module("mlp", mlp, std::make_shared<Mlp>(c));
+Block::Block(const ModelConfig& c, bool defer) {
+  register_module("attn_norm", attn_norm, std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps, defer));
+  register_module("attn", attn, std::make_shared<Attention>(c, defer));
+  register_module("mlp_norm", mlp_norm, std::make_shared<Norm>(c.n_embd, c.rms_norm, c.norm_eps, defer));
+  register_module("mlp", mlp, std::make_shared<Mlp>(c, defer));
 }
 
 Tensor Block::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
@@ -78,39 +80,59 @@ Tensor Block::forward(const Tensor& x, const Tensor& positions, KVCache* cache, 
   return h + mlp->forward(mlp_norm->forward(h));
 }
 
-TransformerLM::TransformerLM(const ModelConfig& config) : c_(config) {
+TransformerLM::TransformerLM(const ModelConfig& config, bool defer) : c_(config) {
   c_.validate();
-  register_module("tok_emb", tok_emb, std::make_shared<Embedding>(c_.padded_vocab, c_.n_embd));
-  if (!c_.rope) register_module("pos_emb", pos_emb, std::make_shared<Embedding>(c_.max_seq_len, c_.n_embd));
+  register_module("tok_emb", tok_emb, std::make_shared<Embedding>(c_.padded_vocab, c_.n_embd, defer));
+  if (!c_.rope) register_module("pos_emb", pos_emb, std::make_shared<Embedding>(c_.max_seq_len, c_.n_embd, defer));
   layers.resize(size_t(c_.n_layer));  // never resized again: the children are bound to these slots
-  for (size_t i = 0; i < layers.size(); ++i) register_module("layers." + std::to_string(i), layers[i], std::make_shared<Block>(c_));
-  register_module("norm", norm, std::make_shared<Norm>(c_.n_embd, c_.rms_norm, c_.norm_eps));
+  for (size_t i = 0; i < layers.size(); ++i) register_module("layers." + std::to_string(i), layers[i], std::make_shared<Block>(c_, defer));
+  register_module("norm", norm, std::make_shared<Norm>(c_.n_embd, c_.rms_norm, c_.norm_eps, defer));
   register_module("lm_head", lm_head,
-                  std::make_shared<LMHead>(c_.tied_head ? tok_emb->weight : Tensor(), c_.padded_vocab, c_.n_embd, c_.vocab_size));
+                  std::make_shared<LMHead>(c_.tied_head ? tok_emb->weight : Tensor(), c_.padded_vocab, c_.n_embd, c_.vocab_size, defer));
 }
 
-void TransformerLM::init(uint64_t seed) {
+void TransformerLM::init(uint64_t seed, const PlaceFn& place) {
   autograd::NoGradGuard no_grad;
   Generator gen(seed);
   const double residual_std = c_.init_std / std::sqrt(2.0 * double(c_.n_layer));
   auto ends_with = [](const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  for (auto& [name, p] : named_parameters()) {
-    Tensor value;
-    if (p.ndim() == 2) {
-      bool residual = ends_with(name, "attn.wo.weight") || ends_with(name, "mlp.proj.weight") || ends_with(name, "mlp.down.weight");
-      value = randn(p.shape(), gen.next(uint64_t(p.numel())), 0.0, residual ? residual_std : c_.init_std, p.dtype());
-    } else {
-      value = Tensor::full(p.shape(), ends_with(name, "norm.weight") ? 1.0 : 0.0, p.dtype());
+  std::map<std::string, Tensor> held;
+  for (auto& [name, p] : named_parameters()) held.emplace(name, p);
+  // Each parameter's draw is keyed by its place among the whole model's parameters, whatever
+  // this model holds of them: a deferred twin lists them without memory.
+  for (const auto& [name, whole] : TransformerLM(c_, true).named_parameters()) {
+    const RngKey key = whole.ndim() == 2 ? gen.next(uint64_t(whole.numel())) : RngKey{};  // only matrices draw
+    auto it = held.find(name);
+    if (it == held.end()) continue;  // another pipeline stage's
+    Tensor p = it->second;
+    p.storage()->restore();
+    const Placement at = place ? place(name, p) : Placement{p.shape(), Shape(size_t(p.ndim()), 0)};
+    LOOM_CHECK(at.whole == whole.shape(), "model: {} is placed in a whole of shape {}, the model's is {}", name, at.whole, whole.shape());
+    // The rows of p inside the whole (under tp a vocabulary block may reach past it): p's shape,
+    // cut at the whole's end along dim 0.
+    Shape box = p.shape();
+    if (!box.empty()) box[0] = std::clamp<int64_t>(at.whole[0] - at.offset[0], 0, box[0]);
+    Tensor value = Tensor::zeros(p.shape());
+    if (numel_of(box) > 0) {
+      Tensor inside = ops::narrow(value, 0, 0, box[0]);
+      if (p.ndim() == 2) {
+        const bool residual = ends_with(name, "attn.wo.weight") || ends_with(name, "mlp.proj.weight") || ends_with(name, "mlp.down.weight");
+        ops::copy_(inside, randn_block(at.whole, at.offset, box, key, 0.0, residual ? residual_std : c_.init_std));
+      } else if (ends_with(name, "norm.weight")) {
+        ops::copy_(inside, Tensor::ones({}));
+      }
     }
-    Tensor dst = p;
-    ops::copy_(dst, value);
-  }
-  // Rows past vocab_size are padding: zero, they get no gradient and stay zero.
-  if (c_.padded_vocab > c_.vocab_size) {
-    Tensor pad = ops::narrow(tok_emb->weight, 0, c_.vocab_size, c_.padded_vocab - c_.vocab_size);
-    ops::copy_(pad, Tensor::zeros({}));
+    // Rows past vocab_size are padding: zero, they get no gradient and stay zero.
+    if ((name == "tok_emb.weight" || name == "lm_head.weight") && c_.padded_vocab > c_.vocab_size) {
+      const int64_t from = std::clamp<int64_t>(c_.vocab_size - at.offset[0], 0, p.size(0));
+      if (from < p.size(0)) {
+        Tensor pad = ops::narrow(value, 0, from, p.size(0) - from);
+        ops::copy_(pad, Tensor::zeros({}));
+      }
+    }
+    ops::copy_(p, value);
   }
 }
 

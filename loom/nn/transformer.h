@@ -24,7 +24,7 @@ struct KVCache {
 
 class Attention : public Module {
  public:
-  explicit Attention(const models::ModelConfig& c);
+  explicit Attention(const models::ModelConfig& c, bool defer = false);
   // x: (B, T, C); positions: (T) absolute positions. cache may be null.
   Tensor forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const;
   std::shared_ptr<Linear> wq, wk, wv, wo;
@@ -35,7 +35,7 @@ class Attention : public Module {
 
 class Mlp : public Module {
  public:
-  explicit Mlp(const models::ModelConfig& c);
+  explicit Mlp(const models::ModelConfig& c, bool defer = false);
   Tensor forward(const Tensor& x) const;
   std::shared_ptr<Linear> fc, proj;        // GELU MLP
   std::shared_ptr<Linear> gate, up, down;  // SwiGLU MLP
@@ -46,7 +46,7 @@ class Mlp : public Module {
 
 class Block : public Module {
  public:
-  explicit Block(const models::ModelConfig& c);
+  explicit Block(const models::ModelConfig& c, bool defer = false);
   Tensor forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const;
   std::shared_ptr<Norm> attn_norm, mlp_norm;
   std::shared_ptr<Attention> attn;
@@ -55,12 +55,24 @@ class Block : public Module {
 
 class TransformerLM : public Module {
  public:
-  explicit TransformerLM(const models::ModelConfig& config);
+  // defer: parameters get no memory until init() (deferred initialisation: build, cut up for
+  // tensor/pipeline parallelism, then initialise only what this rank holds).
+  explicit TransformerLM(const models::ModelConfig& config, bool defer = false);
   const models::ModelConfig& config() const { return c_; }
-  // Fills every parameter from seed: N(0, 0.02) for matrices and embeddings, residual output
+  // Where a parameter this model holds sits in the whole model's: the whole tensor's shape and
+  // the parameter's offset in it (a tensor-parallel block). Rows past the whole (vocabulary
+  // padding for tp) are zeros.
+  struct Placement {
+    Shape whole, offset;
+  };
+  using PlaceFn = std::function<Placement(const std::string& name, const Tensor& param)>;
+  // Fills every parameter this model holds from seed, with the values the one-process model's
+  // init gives those elements (each parameter's draw is keyed by its place in the whole model and
+  // each element by its index there): N(0, 0.02) for matrices and embeddings, residual output
   // projections (attn.wo, mlp.proj/down) scaled by 1/sqrt(2L), zeros for biases, ones for norms;
-  // padded vocabulary rows are zero.
-  void init(uint64_t seed);
+  // padded vocabulary rows are zero. Deferred parameters get their memory here. place: null for
+  // a whole model.
+  void init(uint64_t seed, const PlaceFn& place = nullptr);
   // ids: (B, T) integer -> logits (B, T, padded_vocab). With a cache, T new tokens continue it.
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;
   // The forward in three parts, for pipeline stages: embed (ids -> x), blocks [first, last) of

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "loom/data/shards.h"
@@ -16,6 +17,9 @@
 namespace loom::parallel {
 
 struct ParallelConfig {
+  // A model built deferred (TransformerLM(config, true)) is initialised from this seed once it is
+  // cut up: each rank fills only what it holds, with the one-process values of those elements.
+  std::optional<uint64_t> init_seed;
   bool sequence_parallel = false;  // with tp > 1
   bool recompute = false;          // activation recompute of every block
   PipelineOptions pipeline;        // with pp > 1 (sequence_split is set from the mesh)

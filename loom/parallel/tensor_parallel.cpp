@@ -17,7 +17,11 @@ int64_t shard(int64_t n, const dist::Group& g, const char* what, int replicas = 
   return n * replicas / g.size();
 }
 
+// A deferred whole (deferred initialisation) has no values to copy: its replacement stays deferred.
+bool deferred(const Tensor& t) { return !t.storage()->resident(); }
+
 void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
+  if (deferred(src)) return;
   autograd::NoGradGuard no_grad;
   ops::copy_(dst, ops::narrow(src, dim, start, dst.size(dim)));
 }
@@ -26,7 +30,7 @@ void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
 
 ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas,
                                            std::shared_ptr<dist::Group> replica_group)
-    : nn::Linear(whole.weight.size(1), whole.weight.size(0) * replicas / group->size(), whole.bias.defined()),
+    : nn::Linear(whole.weight.size(1), whole.weight.size(0) * replicas / group->size(), whole.bias.defined(), deferred(whole.weight)),
       replica_group_(std::move(replica_group)) {
   shard(whole.weight.size(0), *group, "output features", replicas);
   const int64_t rows = weight.size(0), start = group->rank() / replicas * rows;
@@ -41,7 +45,7 @@ Tensor ColumnParallelLinear::forward(const Tensor& x) const {
 }
 
 RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
-    : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined()),
+    : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined(), deferred(whole.weight)),
       group_(std::move(group)), sequence_parallel_(sequence_parallel) {
   copy_slice(weight, whole.weight, 1, group_->rank() * weight.size(1));
   if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
@@ -58,7 +62,8 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
 }
 
 TensorParallelNorm::TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
-    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps()), group_(std::move(group)), sequence_parallel_(sequence_parallel) {
+    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps(), deferred(whole.weight)), group_(std::move(group)),
+      sequence_parallel_(sequence_parallel) {
   copy_slice(weight, whole.weight, 0, 0);
   if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
 }
@@ -70,7 +75,7 @@ Tensor TensorParallelNorm::forward(const Tensor& x) const {
 }
 
 SequenceParallelPositions::SequenceParallelPositions(const nn::Embedding& whole, std::shared_ptr<dist::Group> group)
-    : nn::Embedding(whole.weight.size(0), whole.weight.size(1)), group_(std::move(group)) {
+    : nn::Embedding(whole.weight.size(0), whole.weight.size(1), deferred(whole.weight)), group_(std::move(group)) {
   copy_slice(weight, whole.weight, 0, 0);
 }
 

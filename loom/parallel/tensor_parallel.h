@@ -96,6 +96,16 @@ struct TensorParallelLayout {
     auto it = splits.find(param);
     return it == splits.end() ? Split{} : it->second;
   }
+  // Where this rank's parameter p sits in the whole model's (for deferred initialisation).
+  nn::TransformerLM::Placement place(const std::string& name, const Tensor& p) const {
+    nn::TransformerLM::Placement at{p.shape(), Shape(size_t(p.ndim()), 0)};
+    const Split s = split_of(name);
+    if (s.dim >= 0) {
+      at.whole[size_t(s.dim)] = s.whole;
+      at.offset[size_t(s.dim)] = int64_t(rank() / s.replicas) * p.size(s.dim);
+    }
+    return at;
+  }
 };
 
 // Replaces every block's linears by their tensor-parallel forms over `group`, and the token

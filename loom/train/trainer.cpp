@@ -32,7 +32,7 @@ std::string format_eta(double secs) {
 
 }  // namespace
 
-std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg) {
+std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg, bool defer) {
   const std::string& init = cfg.model_init;
   if (init.empty()) {
     models::ModelConfig mc = models::preset(cfg.model_preset);
@@ -41,8 +41,8 @@ std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg) {
       mc.padded_vocab = mc.family == "gpt2" ? models::pad_vocab(cfg.vocab_size) : cfg.vocab_size;
     }
     if (cfg.n_layer > 0) mc.n_layer = cfg.n_layer;
-    auto model = std::make_unique<nn::TransformerLM>(mc);
-    model->init(cfg.seed);
+    auto model = std::make_unique<nn::TransformerLM>(mc, defer);
+    if (!defer) model->init(cfg.seed);
     return model;
   }
   const size_t colon = init.find(':');
@@ -72,12 +72,13 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
              tp, pp, world_->size());
   mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size() / (tp * pp), tp, pp});
   main_rank_ = world_->rank() == 0;
-  model_ = build_model(cfg_);
+  model_ = build_model(cfg_, true);  // a preset is initialised by parallelize, once cut up
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
   flops_per_token_ = flops_per_token(*model_, cfg_.seq_len);  // of the whole model
   params_ = model_->num_parameters();
   parallel::ParallelConfig pc;
+  if (cfg_.model_init.empty()) pc.init_seed = cfg_.seed;
   pc.sequence_parallel = cfg_.sequence_parallel;
   pc.recompute = cfg_.recompute == "blocks";
   pc.pipeline = {cfg_.pp_schedule, int(cfg_.virtual_stages), cfg_.pp_layout};

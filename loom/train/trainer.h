@@ -14,8 +14,9 @@
 namespace loom::train {
 
 // Builds the model a config asks for: a preset with random init, or weights from
-// model.init (llmc:FILE | hf:DIR), whose own shape then wins over the preset.
-std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg);
+// model.init (llmc:FILE | hf:DIR), whose own shape then wins over the preset. With defer, a
+// preset is built without memory, for parallel::parallelize to initialise once it is cut up.
+std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg, bool defer = false);
 
 // FLOPs of one training token: 6N + 6·L·C·T (PaLM's estimate, attention included).
 double flops_per_token(const nn::TransformerLM& model, int64_t T);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "loom/autograd/function.h"
+#include "loom/core/allocator.h"
 #include "loom/nn/transformer.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
@@ -147,4 +148,20 @@ TEST(Module, SurgeryReplacesALinearEverywhereItIsSeen) {
   }
   EXPECT_THROW(model.module_at("layers.9.attn"), Error);
   EXPECT_THROW(model.module_at("layers.1.att"), Error);
+}
+
+// A model built deferred holds no memory until init, and then gets exactly the values of one
+// built whole; its deferred parameters cannot be read before.
+TEST(TransformerLM, DeferredInitEqualsWholeInit) {
+  for (const char* preset : {"gpt2-tiny", "llama-tiny", "qwen2-tiny"}) {
+    nn::TransformerLM whole(models::preset(preset));
+    whole.init(7);
+    const size_t before = CpuAllocator::instance().stats().current_bytes;
+    nn::TransformerLM deferred(models::preset(preset), true);
+    EXPECT_EQ(CpuAllocator::instance().stats().current_bytes, before) << preset;
+    EXPECT_THROW(deferred.tok_emb->weight.to_vector(), Error) << preset;
+    deferred.init(7);
+    const auto want = whole.state_dict();
+    for (const auto& [name, p] : deferred.named_parameters()) EXPECT_EQ(p.to_vector(), want.at(name).to_vector()) << preset << " " << name;
+  }
 }
