@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     nn::TransformerLM model(models::preset(preset), true);  // deferred: each rank initialises what it holds
     const models::ModelConfig c = model.config();
     parallel::ParallelConfig pc;
-    pc.init_seed = 0;
+    pc.materialize = [](nn::TransformerLM& m, const nn::TransformerLM::PlaceFn& place) { m.init(0, place); };
     pc.pipeline = {schedule, virt, {}};
     auto par = parallel::parallelize(model, mesh, pc);
     std::vector<double> times;

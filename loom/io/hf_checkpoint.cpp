@@ -1,12 +1,16 @@
-// Hugging Face model directory load and atomic save.
+// Hugging Face model directory load (whole, or block by block) and atomic save.
 #include "loom/io/hf_checkpoint.h"
 
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "loom/io/file_util.h"
 #include "loom/io/safetensors.h"
 #include "loom/io/sharded_checkpoint.h"
 #include "loom/models/hf_names.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
 
 namespace loom::io {
 
@@ -47,15 +51,60 @@ void install_dir(const fs::path& tmp, const fs::path& dir) {
   fs::remove_all(old, ec);
 }
 
-}  // namespace
-
-ModelWeights load_hf(const fs::path& dir) {
+models::ModelConfig read_config(const fs::path& dir) {
   LOOM_CHECK(fs::is_directory(dir), "hf: {} is not a directory", dir.string());
   const fs::path config_path = dir / "config.json";
   LOOM_CHECK(fs::exists(config_path), "hf: {} has no config.json", dir.string());
   const nlohmann::json j = parse_json(read_text_file(config_path), "hf: " + config_path.string());
+  return naming(config_path, [&] { return models::config_from_hf_json(j); });
+}
+
+}  // namespace
+
+WeightSource open_weights(const fs::path& dir) {
+  WeightSource src{read_config(dir), nullptr};
+  // The block of a tensor whose first `rows` rows are stored (read by `read` in f32), zero below.
+  auto padded = [](const Shape& offset, const Shape& box, int64_t rows, const std::function<Tensor(const Shape&)>& read) {
+    Tensor out = Tensor::zeros(box);
+    Shape have = box;
+    have[0] = std::clamp<int64_t>(rows - offset[0], 0, box[0]);
+    if (numel_of(have) > 0) {
+      Tensor dst = ops::narrow(out, 0, 0, have[0]);
+      ops::copy_(dst, read(have));
+    }
+    return out;
+  };
+  if (is_sharded_checkpoint(dir)) {
+    auto ck = std::make_shared<ShardedCheckpoint>(dir);
+    src.block = [ck, padded](const std::string& name, const Shape& offset, const Shape& box) {
+      const std::string key = "param." + name;
+      LOOM_CHECK(ck->has(key), "checkpoint: tensor {} is missing", key);
+      return padded(offset, box, ck->shapes().at(key)[0], [&](const Shape& have) {
+        Tensor t = Tensor::empty(have);
+        ck->read(FlatSlice{key, 0, numel_of(have), offset, have}, t);
+        return t;
+      });
+    };
+    return src;
+  }
+  auto views = std::make_shared<std::map<std::string, Tensor>>(
+      naming(dir, [&] { return models::hf_views(src.config, read_safetensors_dir(dir)); }));  // the views keep the mappings
+  src.block = [views, padded](const std::string& name, const Shape& offset, const Shape& box) {
+    auto it = views->find(name);
+    LOOM_CHECK(it != views->end(), "hf: no tensor holds parameter {}", name);
+    const Tensor& v = it->second;
+    return padded(offset, box, v.size(0), [&](const Shape& have) {
+      Tensor b = v;
+      for (size_t d = 0; d < have.size(); ++d) b = ops::narrow(b, int64_t(d), offset[d], have[d]);
+      return b.dtype() == DType::f32 ? b : ops::cast(b, DType::f32);
+    });
+  };
+  return src;
+}
+
+ModelWeights load_hf(const fs::path& dir) {
   ModelWeights w;
-  w.config = naming(config_path, [&] { return models::config_from_hf_json(j); });
+  w.config = read_config(dir);
   if (is_sharded_checkpoint(dir)) {
     // A training checkpoint already holds Loom names; its optimizer state is skipped.
     const std::string prefix = "param.";

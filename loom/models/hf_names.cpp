@@ -224,7 +224,7 @@ std::map<std::string, Tensor> to_hf_tensors(const ModelConfig& c, const std::map
   return out;
 }
 
-std::map<std::string, Tensor> from_hf_tensors(const ModelConfig& c, const std::map<std::string, Tensor>& hf) {
+std::map<std::string, Tensor> hf_views(const ModelConfig& c, const std::map<std::string, Tensor>& hf) {
   const std::vector<HfTensor> map = hf_tensor_map(c);
   std::map<std::string, Tensor> pending;  // by canonical HF name
   for (const auto& [file_name, t] : hf) {
@@ -242,15 +242,27 @@ std::map<std::string, Tensor> from_hf_tensors(const ModelConfig& c, const std::m
     pending.erase(it);
     LOOM_CHECK(t.shape() == e.hf_shape, "hf: tensor {} has shape {}, the {} config expects {}", e.hf_name, t.shape(), c.family, e.hf_shape);
     LOOM_CHECK(is_floating(t.dtype()), "hf: tensor {} has dtype {}, expected a floating type", e.hf_name, dtype_name(t.dtype()));
-    if (t.dtype() != DType::f32) t = ops::cast(t, DType::f32);
     if (e.conv1d) t = ops::transpose(t, 0, 1);
-    if (e.vocab_padded && c.padded_vocab > c.vocab_size) t = ops::cat({t, Tensor::zeros({c.padded_vocab - c.vocab_size, t.size(1)})}, 0);
-    std::vector<int64_t> rows;
-    for (const auto& part : e.parts) rows.push_back(part.second[0]);
-    std::vector<Tensor> pieces = ops::split(t, rows, 0);
-    for (size_t k = 0; k < pieces.size(); ++k) out.emplace(e.parts[k].first, ops::contiguous(pieces[k]));
+    int64_t row = 0;
+    for (const auto& [name, shape] : e.parts) {
+      const int64_t rows = std::min(shape[0], t.size(0) - row);  // a vocabulary-padded part stops at vocab_size
+      out.emplace(name, ops::narrow(t, 0, row, rows));
+      row += rows;
+    }
   }
   LOOM_CHECK(pending.empty(), "hf: unexpected tensor {} (not part of a {}-layer {} model)", pending.begin()->first, c.n_layer, c.family);
+  return out;
+}
+
+std::map<std::string, Tensor> from_hf_tensors(const ModelConfig& c, const std::map<std::string, Tensor>& hf) {
+  const std::map<std::string, Shape> shapes = loom_parameter_shapes(c);
+  std::map<std::string, Tensor> out;
+  for (auto& [name, view] : hf_views(c, hf)) {
+    Tensor t = Tensor::zeros(shapes.at(name));  // vocabulary padding rows stay zero
+    Tensor rows = ops::narrow(t, 0, 0, view.size(0));
+    ops::copy_(rows, view.dtype() == DType::f32 ? view : ops::cast(view, DType::f32));
+    out.emplace(name, t);
+  }
   return out;
 }
 

@@ -35,6 +35,10 @@ std::map<std::string, Shape> loom_parameter_shapes(const ModelConfig& c);
 // Loom state dict -> HF tensors. Every parameter must be present with its shape; extras are
 // an error. Results may alias the inputs.
 std::map<std::string, Tensor> to_hf_tensors(const ModelConfig& c, const std::map<std::string, Tensor>& state);
+// HF tensors -> views of them under Loom names, in the files' dtype, nothing copied: each Loom
+// parameter's rows of its HF tensor (transposed for Conv1D; a vocabulary-padded one stops at
+// vocab_size). A missing, extra or mis-shaped tensor is an error naming it, as below.
+std::map<std::string, Tensor> hf_views(const ModelConfig& c, const std::map<std::string, Tensor>& hf);
 // HF tensors (any float dtype) -> f32 Loom state dict, vocab padding rows zero. Accepts GPT-2's
 // optional "transformer." prefix; ignores attention mask buffers, rotary inv_freq and a tied
 // lm_head.weight. A missing, extra or mis-shaped tensor is an error naming it.

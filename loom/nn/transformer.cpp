@@ -92,45 +92,47 @@ TransformerLM::TransformerLM(const ModelConfig& config, bool defer) : c_(config)
 }
 
 void TransformerLM::init(uint64_t seed, const PlaceFn& place) {
-  autograd::NoGradGuard no_grad;
   Generator gen(seed);
   const double residual_std = c_.init_std / std::sqrt(2.0 * double(c_.n_layer));
   auto ends_with = [](const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  std::map<std::string, Tensor> held;
-  for (auto& [name, p] : named_parameters()) held.emplace(name, p);
-  // Each parameter's draw is keyed by its place among the whole model's parameters, whatever
-  // this model holds of them: a deferred twin lists them without memory.
-  for (const auto& [name, whole] : TransformerLM(c_, true).named_parameters()) {
-    const RngKey key = whole.ndim() == 2 ? gen.next(uint64_t(whole.numel())) : RngKey{};  // only matrices draw
-    auto it = held.find(name);
-    if (it == held.end()) continue;  // another pipeline stage's
-    Tensor p = it->second;
+  // Each matrix's draw is keyed by its place among the whole model's parameters, whatever this
+  // model holds of them: a deferred twin lists them without memory.
+  std::map<std::string, RngKey> keys;
+  for (const auto& [name, whole] : TransformerLM(c_, true).named_parameters())
+    if (whole.ndim() == 2) keys[name] = gen.next(uint64_t(whole.numel()));
+  materialize(place, [&](const std::string& name, const Shape& whole, const Shape& offset, const Shape& box) {
+    if (whole.size() == 2) {
+      const bool residual = ends_with(name, "attn.wo.weight") || ends_with(name, "mlp.proj.weight") || ends_with(name, "mlp.down.weight");
+      return randn_block(whole, offset, box, keys.at(name), 0.0, residual ? residual_std : c_.init_std);
+    }
+    return Tensor::full(box, ends_with(name, "norm.weight") ? 1.0 : 0.0);
+  });
+}
+
+void TransformerLM::materialize(const PlaceFn& place, const ValueFn& block) {
+  autograd::NoGradGuard no_grad;
+  const std::map<std::string, Shape> whole_shapes = [&] {
+    std::map<std::string, Shape> out;
+    for (const auto& [name, p] : TransformerLM(c_, true).named_parameters()) out.emplace(name, p.shape());
+    return out;
+  }();
+  for (auto& [name, p] : named_parameters()) {
     p.storage()->restore();
     const Placement at = place ? place(name, p) : Placement{p.shape(), Shape(size_t(p.ndim()), 0)};
-    LOOM_CHECK(at.whole == whole.shape(), "model: {} is placed in a whole of shape {}, the model's is {}", name, at.whole, whole.shape());
-    // The rows of p inside the whole (under tp a vocabulary block may reach past it): p's shape,
-    // cut at the whole's end along dim 0.
+    LOOM_CHECK(at.whole == whole_shapes.at(name), "model: {} is placed in a whole of shape {}, the model's is {}", name, at.whole,
+               whole_shapes.at(name));
+    // The rows of p inside the whole (under tp a vocabulary block may reach past it) and, of
+    // the vocabulary, inside vocab_size: the rest is padding, zero.
     Shape box = p.shape();
-    if (!box.empty()) box[0] = std::clamp<int64_t>(at.whole[0] - at.offset[0], 0, box[0]);
+    int64_t end = at.whole[0];
+    if (name == "tok_emb.weight" || name == "lm_head.weight") end = std::min(end, c_.vocab_size);
+    box[0] = std::clamp<int64_t>(end - at.offset[0], 0, box[0]);
     Tensor value = Tensor::zeros(p.shape());
     if (numel_of(box) > 0) {
       Tensor inside = ops::narrow(value, 0, 0, box[0]);
-      if (p.ndim() == 2) {
-        const bool residual = ends_with(name, "attn.wo.weight") || ends_with(name, "mlp.proj.weight") || ends_with(name, "mlp.down.weight");
-        ops::copy_(inside, randn_block(at.whole, at.offset, box, key, 0.0, residual ? residual_std : c_.init_std));
-      } else if (ends_with(name, "norm.weight")) {
-        ops::copy_(inside, Tensor::ones({}));
-      }
-    }
-    // Rows past vocab_size are padding: zero, they get no gradient and stay zero.
-    if ((name == "tok_emb.weight" || name == "lm_head.weight") && c_.padded_vocab > c_.vocab_size) {
-      const int64_t from = std::clamp<int64_t>(c_.vocab_size - at.offset[0], 0, p.size(0));
-      if (from < p.size(0)) {
-        Tensor pad = ops::narrow(value, 0, from, p.size(0) - from);
-        ops::copy_(pad, Tensor::zeros({}));
-      }
+      ops::copy_(inside, block(name, at.whole, at.offset, box));
     }
     ops::copy_(p, value);
   }

@@ -73,6 +73,11 @@ class TransformerLM : public Module {
   // padded vocabulary rows are zero. Deferred parameters get their memory here. place: null for
   // a whole model.
   void init(uint64_t seed, const PlaceFn& place = nullptr);
+  // Fills every parameter this model holds with block(name, whole shape, offset, box): the
+  // block of the whole parameter that it is (a checkpoint read block by block); rows past the
+  // whole and padded vocabulary rows are zero. Deferred parameters get their memory here.
+  using ValueFn = std::function<Tensor(const std::string& name, const Shape& whole, const Shape& offset, const Shape& box)>;
+  void materialize(const PlaceFn& place, const ValueFn& block);
   // ids: (B, T) integer -> logits (B, T, padded_vocab). With a cache, T new tokens continue it.
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;
   // The forward in three parts, for pipeline stages: embed (ids -> x), blocks [first, last) of

@@ -29,9 +29,9 @@ std::unique_ptr<Parallelized> parallelize(nn::TransformerLM& model, const dist::
     p->pipeline_ = std::make_unique<Pipeline>(model, mesh.pp(), cfg.pipeline);
     p->pipeline_->configure(cfg.data);
   }
-  if (cfg.init_seed) {
+  if (cfg.materialize) {
     const TensorParallelLayout& tp_layout = cfg.data.tp;
-    model.init(*cfg.init_seed, [&](const std::string& name, const Tensor& param) { return tp_layout.place(name, param); });
+    cfg.materialize(model, [&](const std::string& name, const Tensor& param) { return tp_layout.place(name, param); });
   }
   p->dp_ = DataParallel::create(model, mesh.dp(), cfg.data);
   return p;

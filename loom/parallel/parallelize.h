@@ -4,8 +4,8 @@
 // code stays single-device; what was applied stays alive in the result.
 #pragma once
 
+#include <functional>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "loom/data/shards.h"
@@ -17,9 +17,10 @@
 namespace loom::parallel {
 
 struct ParallelConfig {
-  // A model built deferred (TransformerLM(config, true)) is initialised from this seed once it is
-  // cut up: each rank fills only what it holds, with the one-process values of those elements.
-  std::optional<uint64_t> init_seed;
+  // For a model built deferred (TransformerLM(config, true)): fills it once it is cut up, given
+  // where each parameter this rank holds sits in the whole model — random init
+  // (TransformerLM::init) or a checkpoint read block by block (TransformerLM::materialize).
+  std::function<void(nn::TransformerLM&, const nn::TransformerLM::PlaceFn&)> materialize;
   bool sequence_parallel = false;  // with tp > 1
   bool recompute = false;          // activation recompute of every block
   PipelineOptions pipeline;        // with pp > 1 (sequence_split is set from the mesh)

@@ -32,7 +32,7 @@ std::string format_eta(double secs) {
 
 }  // namespace
 
-std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg, bool defer) {
+ModelBuild build_model(const TrainConfig& cfg) {
   const std::string& init = cfg.model_init;
   if (init.empty()) {
     models::ModelConfig mc = models::preset(cfg.model_preset);
@@ -41,21 +41,35 @@ std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg, bool defe
       mc.padded_vocab = mc.family == "gpt2" ? models::pad_vocab(cfg.vocab_size) : cfg.vocab_size;
     }
     if (cfg.n_layer > 0) mc.n_layer = cfg.n_layer;
-    auto model = std::make_unique<nn::TransformerLM>(mc, defer);
-    if (!defer) model->init(cfg.seed);
-    return model;
+    const uint64_t seed = cfg.seed;
+    return {std::make_unique<nn::TransformerLM>(mc, true),
+            [seed](nn::TransformerLM& m, const nn::TransformerLM::PlaceFn& place) { m.init(seed, place); }};
   }
   const size_t colon = init.find(':');
   const std::string kind = colon == std::string::npos ? "" : init.substr(0, colon), path = init.substr(colon + 1);
   LOOM_CHECK(kind == "llmc" || kind == "hf", "config: model.init '{}' must be llmc:FILE or hf:DIR", init);
-  io::ModelWeights w = kind == "llmc" ? io::read_llmc(path) : io::load_hf(path);
-  LOOM_CHECK(cfg.vocab_size == 0 || cfg.vocab_size == w.config.vocab_size, "config: model.vocab_size {} differs from {}'s vocabulary of {}",
-             cfg.vocab_size, init, w.config.vocab_size);
-  LOOM_CHECK(cfg.n_layer == 0 || cfg.n_layer == w.config.n_layer, "config: model.n_layer {} differs from {}'s {} layers", cfg.n_layer, init,
-             w.config.n_layer);
+  auto check = [&](const models::ModelConfig& c) {
+    LOOM_CHECK(cfg.vocab_size == 0 || cfg.vocab_size == c.vocab_size, "config: model.vocab_size {} differs from {}'s vocabulary of {}",
+               cfg.vocab_size, init, c.vocab_size);
+    LOOM_CHECK(cfg.n_layer == 0 || cfg.n_layer == c.n_layer, "config: model.n_layer {} differs from {}'s {} layers", cfg.n_layer, init,
+               c.n_layer);
+  };
+  if (kind == "hf") {
+    io::WeightSource src = io::open_weights(path);
+    check(src.config);
+    auto block = src.block;
+    return {std::make_unique<nn::TransformerLM>(src.config, true),
+            [block](nn::TransformerLM& m, const nn::TransformerLM::PlaceFn& place) {
+              m.materialize(place, [&](const std::string& name, const Shape&, const Shape& offset, const Shape& box) {
+                return block(name, offset, box);
+              });
+            }};
+  }
+  io::ModelWeights w = io::read_llmc(path);
+  check(w.config);
   auto model = std::make_unique<nn::TransformerLM>(w.config);
   model->load_state_dict(w.state);
-  return model;
+  return {std::move(model), nullptr};
 }
 
 double flops_per_token(const nn::TransformerLM& model, int64_t T) {
@@ -72,13 +86,14 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
              tp, pp, world_->size());
   mesh_ = std::make_unique<dist::Mesh>(world_, dist::ParallelDims{cfg_.dp > 0 ? int(cfg_.dp) : world_->size() / (tp * pp), tp, pp});
   main_rank_ = world_->rank() == 0;
-  model_ = build_model(cfg_, true);  // a preset is initialised by parallelize, once cut up
+  ModelBuild built = build_model(cfg_);  // filled by parallelize once cut up, unless read whole
+  model_ = std::move(built.model);
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
   flops_per_token_ = flops_per_token(*model_, cfg_.seq_len);  // of the whole model
   params_ = model_->num_parameters();
   parallel::ParallelConfig pc;
-  if (cfg_.model_init.empty()) pc.init_seed = cfg_.seed;
+  pc.materialize = built.materialize;
   pc.sequence_parallel = cfg_.sequence_parallel;
   pc.recompute = cfg_.recompute == "blocks";
   pc.pipeline = {cfg_.pp_schedule, int(cfg_.virtual_stages), cfg_.pp_layout};

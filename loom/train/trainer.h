@@ -13,10 +13,15 @@
 
 namespace loom::train {
 
-// Builds the model a config asks for: a preset with random init, or weights from
-// model.init (llmc:FILE | hf:DIR), whose own shape then wins over the preset. With defer, a
-// preset is built without memory, for parallel::parallelize to initialise once it is cut up.
-std::unique_ptr<nn::TransformerLM> build_model(const TrainConfig& cfg, bool defer = false);
+// The model a config asks for: a preset with random init, or weights from model.init
+// (llmc:FILE | hf:DIR), whose own shape then wins over the preset. Presets and hf:DIR are built
+// deferred (no memory), with `materialize` to fill them once parallelism has cut them up — each
+// rank initialising, or reading from the checkpoint, only what it holds; llmc:FILE is read whole.
+struct ModelBuild {
+  std::unique_ptr<nn::TransformerLM> model;
+  std::function<void(nn::TransformerLM&, const nn::TransformerLM::PlaceFn&)> materialize;  // null: filled already
+};
+ModelBuild build_model(const TrainConfig& cfg);
 
 // FLOPs of one training token: 6N + 6·L·C·T (PaLM's estimate, attention included).
 double flops_per_token(const nn::TransformerLM& model, int64_t T);

@@ -90,4 +90,27 @@ TEST(TensorParallelCheckpoint, VocabularyPaddingForTpIsNotInTheCheckpoint) {
   }
 }
 
+// model.init = "hf:DIR" under tp and pp: each rank reads only its blocks from the mapped
+// safetensors (GPT-2's are Conv1D-transposed, its q/k/v fused, its head tied) or from a Loom
+// checkpoint; the runs train as one process does from the same weights.
+TEST(ModelParallelInit, ReadsAHuggingFaceDirectoryBlockByBlock) {
+  for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
+    Scratch d;
+    const std::string model = std::string(" --model.preset=") + preset;
+    train(d, Layout{0, 0, 4, 1}, "pre", model + " --training.steps=5");
+    std::string out;
+    ASSERT_EQ(run(std::string(LOOM_BIN) + " convert --from hf:" + (d / "pre/step_00000005") + " --to hf:" + (d / "hf"), &out), 0) << out;
+    for (const std::string& from : {d / "hf", d / "pre/step_00000005"}) {
+      const std::string init = " --model.init=hf:" + from + " --training.steps=5";
+      train(d, Layout{0, 0, 4, 1}, "one", init);
+      for (const auto& [name, l] : {std::pair<std::string, Layout>{"tp2", {2, 0, 4, 1, 2}}, {"pp2", {2, 0, 1, 4, 1, 2}}, {"tp4", {4, 0, 4, 1, 4}}}) {
+        train(d, l, name, init);
+        expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "one.jsonl"), std::string(preset) + " from " + from + " at " + name);
+        fs::remove_all(d / name);
+      }
+      fs::remove_all(d / "one");
+    }
+  }
+}
+
 }  // namespace
