@@ -31,19 +31,11 @@ TEST_P(DataParallel, EveryZeroStageMatchesOneProcessOnTheSameGlobalBatch) {
   train(d, 0, 0, 2 * np, accum, "one");
   const std::vector<double> want = losses(d / "one.jsonl");
   ASSERT_EQ(want.size(), 20u);
-  const auto params = io::load_hf(d / "one/step_00000020").state;
   for (int zero = 0; zero <= 3; ++zero) {
     const std::string name = "zero" + std::to_string(zero);
     train(d, np, zero, 2 * np, accum, name, zero == 3 ? "--training.recompute=blocks" : "");  // recompute composes with ZeRO-3
     expect_same_losses(losses(d / (name + ".jsonl")), want, name);
-    const auto got = io::load_hf(d / (name + "/step_00000020")).state;
-    ASSERT_EQ(got.size(), params.size());
-    for (const auto& [pname, t] : params) {
-      std::vector<double> x = t.to_vector(), y = got.at(pname).to_vector();
-      double scale = 0, err = 0;
-      for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
-      EXPECT_LE(err, 2e-5 * std::max(scale, 1.0)) << name << ": " << pname << " (max |param| " << scale << ")";
-    }
+    expect_same_params(d / (name + "/step_00000020"), d / "one/step_00000020", name, "", 2e-5);
   }
 }
 
@@ -55,16 +47,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, DataParallel, ::testing::Combine(::testing::Va
 TEST(DataParallelCheckpoint, ResumesUnderAnotherLayout) {
   Scratch d;
   train(d, 4, 3, 8, 1, "full", "--checkpoint.every=10");
-  const std::vector<double> full = losses(d / "full.jsonl");
-  ASSERT_EQ(full.size(), 20u);
-  const std::vector<double> tail(full.begin() + 10, full.end());
-  for (auto [np, zero] : {std::pair{2, 1}, std::pair{0, 0}}) {
-    const std::string name = "resume_dp" + std::to_string(std::max(np, 1)) + "_zero" + std::to_string(zero);
-    fs::create_directories(d / name);
-    fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
-    train(d, np, zero, 8, 1, name, "--resume");
-    expect_same_losses(losses(d / (name + ".jsonl")), tail, name);
-  }
+  expect_resumes(d, "full", 10, {{"resume_dp2_zero1", {2, 1, 4, 1}}, {"resume_dp1_zero0", {0, 0, 8, 1}}}, "");
 }
 
 // The data position counts sequences, not micro-batches: a checkpoint of (dp 2, batch 4, accum 1)

@@ -9,26 +9,9 @@
 // that never stopped.
 #include <chrono>
 
-#include "loom/io/hf_checkpoint.h"
 #include "train_util.h"
 
 namespace {
-
-// Within tol × max(1, max |param|). AdamW turns rounding-level differences of near-zero gradients
-// (sums taken in another order) into parameter differences of up to ±lr per step; tol is a few
-// hundredths of one lr step (1e-3).
-void expect_same_params(const std::string& got_dir, const std::string& want_dir, const std::string& what, const std::string& skip,
-                        double tol) {
-  const auto want = io::load_hf(want_dir).state, got = io::load_hf(got_dir).state;
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (const auto& [name, t] : want) {
-    if (!skip.empty() && name.find(skip) != std::string::npos) continue;
-    std::vector<double> x = t.to_vector(), y = got.at(name).to_vector();
-    double scale = 1, err = 0;
-    for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
-    EXPECT_LE(err, tol * scale) << what << ": " << name;
-  }
-}
 
 struct PpCase {
   const char* preset;
@@ -75,15 +58,7 @@ TEST(PipelineParallelCheckpoint, ResumesUnderAnotherLayout) {
   Scratch d;
   const std::string model = " --model.n_layer=8";
   train(d, Layout{8, 1, 1, 2, 2, 2}, "full", "--checkpoint.every=10" + model);
-  const std::vector<double> full = losses(d / "full.jsonl");
-  ASSERT_EQ(full.size(), 20u);
-  const std::pair<std::string, Layout> resumes[] = {{"one", {0, 0, 4, 1}}, {"pp4", {4, 0, 1, 4, 1, 4}}, {"dp4", {4, 1, 1, 1}}};
-  for (const auto& [name, l] : resumes) {
-    fs::create_directories(d / name);
-    fs::copy(d / "full/step_00000010", d / (name + "/step_00000010"));
-    train(d, l, name, "--resume" + model);
-    expect_same_losses(losses(d / (name + ".jsonl")), std::vector<double>(full.begin() + 10, full.end()), name);
-  }
+  expect_resumes(d, "full", 10, {{"one", {0, 0, 4, 1}}, {"pp4", {4, 0, 1, 4, 1, 4}}, {"dp4", {4, 1, 1, 1}}}, model);
 }
 
 // Layouts that cannot run: one error line, from rank 0, exit 2 on every rank, within seconds.

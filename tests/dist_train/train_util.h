@@ -17,6 +17,7 @@
 #include "loom/core/rng.h"
 #include "loom/data/shards.h"
 #include "loom/io/file_util.h"
+#include "loom/io/hf_checkpoint.h"
 
 namespace fs = std::filesystem;
 using namespace loom;
@@ -84,3 +85,35 @@ inline void expect_same_losses(const std::vector<double>& got, const std::vector
   for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << what << ", step " << i + 1;
 }
 
+
+// Max |a - b| over every parameter but those whose name holds `skip`, within tol × max(1, max
+// |param|). AdamW turns rounding-level differences of near-zero gradients (sums taken in another
+// order) into parameter differences of up to ±lr per step: tol is a few hundredths of one lr
+// step (1e-3) after 20 steps.
+inline void expect_same_params(const std::string& got_dir, const std::string& want_dir, const std::string& what, const std::string& skip,
+                               double tol) {
+  const auto want = io::load_hf(want_dir).state, got = io::load_hf(got_dir).state;
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (const auto& [name, t] : want) {
+    if (!skip.empty() && name.find(skip) != std::string::npos) continue;
+    std::vector<double> x = t.to_vector(), y = got.at(name).to_vector();
+    double scale = 1, err = 0;
+    for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
+    EXPECT_LE(err, tol * scale) << what << ": " << name << " (max |param| " << scale << ")";
+  }
+}
+
+// Resumes the checkpoint of step `from` of run `full` (20 steps) under each layout, in a run of
+// its own, and expects the losses of the run that never stopped from there on.
+inline void expect_resumes(const Scratch& d, const std::string& full, int from, const std::vector<std::pair<std::string, Layout>>& layouts,
+                           const std::string& extra) {
+  const std::vector<double> want = losses(d / (full + ".jsonl"));
+  ASSERT_EQ(want.size(), 20u);
+  const std::string step = fmt::format("step_{:08d}", from);
+  for (const auto& [name, l] : layouts) {
+    fs::create_directories(d / name);
+    fs::copy(d / (full + "/" + step), d / (name + "/" + step));
+    train(d, l, name, "--resume " + extra);
+    expect_same_losses(losses(d / (name + ".jsonl")), std::vector<double>(want.begin() + from, want.end()), name);
+  }
+}
