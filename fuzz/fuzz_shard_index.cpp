@@ -1,5 +1,6 @@
-// Fuzzes a sharded checkpoint's index.json. When the index is accepted, a read of a few
-// elements of each tensor goes through the shard lookup; with no rank files present it must
+// Fuzzes a sharded checkpoint's index.json (version 1 ranges and version 2 N-D boxes). When the
+// index is accepted, a read of a few elements of each tensor goes through the shard lookup, as a
+// range of the flattening and as a box (the row-by-row path); with no rank files present it must
 // fail with an error naming the missing file (or succeed for an empty range).
 #include <algorithm>
 
@@ -16,6 +17,12 @@ void loom::fuzz::one_input(std::string_view input) {
     try {
       ckpt.read(name, 0, n, out);
       expect(n == 0, "a read succeeded without rank files");
+    } catch (const Error&) {
+    }
+    if (shape.empty()) continue;
+    try {
+      ckpt.read(io::FlatSlice{name, 0, n, Shape(shape.size(), 0), shape}, out);
+      expect(n == 0, "a box read succeeded without rank files");
     } catch (const Error&) {
     }
   }
