@@ -161,6 +161,9 @@ double Pipeline::step(const std::vector<data::Batch>& micro, double scale, DataP
     live.erase(it);
     // The chunk's parameters are synchronised with its last micro-batch.
     const bool sync = ++backwards[size_t(a.chunk)] == m;
+    // ZeRO-3 releases the parameters outside the blocks when a backward has passed the blocks;
+    // with several micro-batches in flight the head's backward may come after that: gather again.
+    if (k == last_chunk) dp.before_forward();
     const Tensor grad = k == last_chunk ? Tensor() : receive((k + 1) % stages_, 2 * k + 1, micro[size_t(a.micro)]);
     dp.backward(out, grad, sync, params_[size_t(a.chunk)]);
     if (k > 0) send(input.grad(), (k - 1) % stages_, 2 * (k - 1) + 1);

@@ -195,8 +195,6 @@ void validate(const TrainConfig& c) {
              "config: parallel.pp_layout lists the layers of each of the parallel.pp = {} stages (without virtual stages), got {} entries",
              c.pp, c.pp_layout.size());
   for (int64_t n : c.pp_layout) LOOM_CHECK(n >= 1, "config: parallel.pp_layout entries must be >= 1, got {}", n);
-  LOOM_CHECK(c.pp == 1 || c.zero <= 2, "config: parallel.zero = 3 does not run with parallel.pp = {} (a stage's parameters stay whole; use zero 0, 1 or 2)",
-             c.pp);
   LOOM_CHECK(!c.sequence_parallel || c.seq_len % c.tp == 0, "config: parallel.sequence_parallel splits training.seq_len {} over parallel.tp = {} ranks: it must divide",
              c.seq_len, c.tp);
   LOOM_CHECK(c.zero >= 0 && c.zero <= 3, "config: parallel.zero must be 0, 1, 2 or 3, got {}", c.zero);
