@@ -1,7 +1,7 @@
 // Pipeline-parallel training matches one process: `mpirun -np N loom train --parallel.pp=P` with
 // each schedule gives the per-step losses and gradient norms of one process on the same global
-// batch (within 1e-5 relative) and the same final parameters (within 2e-5; 4e-5 for the 3D
-// hybrid), for an 8-layer
+// batch (within 1e-5 relative) and the same final parameters (within 1e-5 at lr 1e-4), for an
+// 8-layer
 // LLaMA-GQA (untied head) and GPT-2 (tied embedding and head, held by the first and last stage)
 // at pp 2 and 4 with GPipe, 1F1B and interleaved 1F1B (2 virtual stages), with an uneven
 // pp_layout, ZeRO-3 (dp 2 × pp 2, GPipe and interleaved) and the 3D hybrid dp 2 × tp 2 × pp 2
@@ -40,7 +40,8 @@ TEST(PipelineParallel, EveryScheduleMatchesOneProcess) {
   };
   for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
     Scratch d;
-    const std::string model = std::string(" --model.n_layer=8 --model.preset=") + preset;
+    // lr 1e-4: AdamW's rounding noise on near-zero gradients scales with lr (see expect_same_params).
+    const std::string model = std::string(" --optimizer.lr=1e-4 --model.n_layer=8 --model.preset=") + preset;
     train(d, Layout{0, 0, 4, 1}, "one", model);
     for (const PpCase& c : cases) {
       if (std::string(c.preset) != preset) continue;
@@ -51,9 +52,8 @@ TEST(PipelineParallel, EveryScheduleMatchesOneProcess) {
       const std::string run = d / (name.substr(0, name.find(' ')) + std::to_string(&c - cases));
       expect_same_losses(losses(run + ".jsonl"), losses(d / "one.jsonl"), name);
       expect_same_losses(series(run + ".jsonl", "grad_norm"), series(d / "one.jsonl", "grad_norm"), name + " grad norm");
-      // dp × tp × pp sums its gradients in three orders: 4e-5 there, 2e-5 otherwise.
       expect_same_params(run + "/step_00000020", d / "one/step_00000020", name, std::string(preset) == "gpt2-tiny" ? "attn.wk.bias" : "",
-                         l.tp > 1 && l.np > l.tp * l.pp ? 4e-5 : 2e-5);
+                         1e-5);
     }
   }
 }

@@ -1,7 +1,7 @@
 // Tensor-parallel training matches one process: `mpirun -np N loom train --parallel.tp=T` gives
 // the per-step losses and gradient norms of one process on the same global batch (within 1e-5
 // relative) and, read back from its sharded checkpoint as a whole model, the same parameters
-// (within 2e-5), for LLaMA-GQA at tp 2 (with and without data parallelism and ZeRO) and at tp 4
+// (within 1e-5 at lr 1e-4), for LLaMA-GQA at tp 2 (with and without data parallelism and ZeRO) and at tp 4
 // (its 2 kv heads each replicated on 2 ranks), and GPT-2 at tp 4; with sequence parallelism
 // LLaMA at tp 2 and dp 2 × tp 2, GPT-2 at tp 4 with ZeRO-3. A checkpoint written under
 // dp 2 × tp 2 resumes under one process, under tp 2 alone, under tp 4 (kv heads replicated, the
@@ -27,7 +27,8 @@ TEST(TensorParallel, MatchesOneProcessOnTheSameGlobalBatch) {
                           {"gpt2-tiny", {4, 3, 4, 1, 4}, true}};
   for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
     Scratch d;
-    const std::string model = std::string(" --model.preset=") + preset;
+    // lr 1e-4: AdamW's rounding noise on near-zero gradients scales with lr (see expect_same_params).
+    const std::string model = std::string(" --optimizer.lr=1e-4 --model.preset=") + preset;
     train(d, Layout{0, 0, 4, 1}, "one", model);
     for (const TpCase& c : cases) {
       if (std::string(c.preset) != preset) continue;
@@ -38,7 +39,7 @@ TEST(TensorParallel, MatchesOneProcessOnTheSameGlobalBatch) {
       expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "one.jsonl"), name);
       expect_same_losses(series(d / (name + ".jsonl"), "grad_norm"), series(d / "one.jsonl", "grad_norm"), name + " grad norm");
       expect_same_params(d / (name + "/step_00000020"), d / "one/step_00000020", name, std::string(preset) == "gpt2-tiny" ? "attn.wk.bias" : "",
-                         2e-5);
+                         1e-5);
     }
   }
 }
