@@ -1,6 +1,10 @@
 // `loom tokenizer train --input FILE|DIR --vocab-size N --output tokenizer.json`: learns a
 // byte-level BPE vocabulary (with <|endoftext|> as a special token) from .txt/.jsonl files.
+// `loom tokenizer encode|decode --tokenizer T --input IN.jsonl --output OUT.jsonl`: each line
+// {"text": ...} <-> a JSON array of ids (no special tokens added; special strings written in the
+// text become their ids, as Hugging Face's encode does). The output is written atomically.
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "loom/cli/commands.h"
 #include "loom/io/file_util.h"
@@ -8,35 +12,84 @@
 
 namespace loom::cli {
 
+namespace {
+
+namespace fs = std::filesystem;
+
+int train(const std::string& input, int32_t vocab_size, const std::string& output) {
+  std::vector<std::string> texts;
+  std::vector<fs::path> files;
+  if (fs::is_directory(input)) {
+    for (const auto& e : fs::recursive_directory_iterator(input))
+      if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path());
+  } else {
+    files.push_back(input);
+  }
+  LOOM_CHECK(!files.empty(), "tokenizer train: no .txt files under {}", input);
+  for (const fs::path& f : files) texts.push_back(io::read_text_file(f));
+  const std::vector<std::string> specials = {"<|endoftext|>"};
+  tokenizer::Tokenizer tok = tokenizer::train(texts, vocab_size, specials);
+  tok.save(output);
+  fmt::print("trained a {}-token vocabulary on {} files -> {}\n", tok.vocab_size(), files.size(), output);
+  return 0;
+}
+
+std::string encode_line(const tokenizer::Tokenizer& tok, const nlohmann::json& j) { return nlohmann::json(tok.encode(io::text_field(j), true)).dump(); }
+
+std::string decode_line(const tokenizer::Tokenizer& tok, const nlohmann::json& j) {
+  LOOM_CHECK(j.is_array(), "expected a JSON array of token ids, got {}", j.dump().substr(0, 80));
+  std::vector<int32_t> ids;
+  for (const nlohmann::json& id : j) {
+    const bool ok = id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < tok.vocab_size() && tok.has_id(int32_t(id.get<int64_t>()));
+    LOOM_CHECK(ok, "token id {} is not in the vocabulary of {} ids", id.dump().substr(0, 40), tok.vocab_size());
+    ids.push_back(int32_t(id.get<int64_t>()));
+  }
+  // Bytes that are not UTF-8 (ids that end inside a character) become U+FFFD, as Hugging Face's decode gives.
+  return nlohmann::json{{"text", tok.decode(ids)}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// One output line per input line, written atomically.
+int convert(const char* name, const std::string& tokenizer, const std::string& input, const std::string& output,
+            std::string (*line)(const tokenizer::Tokenizer&, const nlohmann::json&)) {
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer);
+  std::string out;
+  int64_t lines = 0;
+  io::for_each_json_line(input, fmt::format("tokenizer {}", name), [&](const nlohmann::json& j, int64_t) {
+    out += line(tok, j) + "\n";
+    ++lines;
+  });
+  io::AtomicFile f(output);
+  f.write(out);
+  f.commit();
+  fmt::print("{}d {} lines -> {}\n", name, lines, output);
+  return 0;
+}
+
+}  // namespace
+
 Command add_tokenizer(CLI::App& app) {
   auto* cmd = app.add_subcommand("tokenizer", "tokenizer tools");
-  auto* tr = cmd->add_subcommand("train", "learn a byte-level BPE vocabulary from text files");
   cmd->require_subcommand(1);
   struct Args {
-    std::string input, output;
+    std::string input, output, tokenizer;
     int32_t vocab_size = 4096;
   };
   auto a = std::make_shared<Args>();
+  auto* tr = cmd->add_subcommand("train", "learn a byte-level BPE vocabulary from text files");
   tr->add_option("--input", a->input, "a text file or a directory of .txt files")->required();
   tr->add_option("--vocab-size", a->vocab_size, "vocabulary size including the 256 bytes and <|endoftext|>");
   tr->add_option("--output", a->output, "tokenizer.json to write")->required();
-  return {cmd, [a](const std::shared_ptr<dist::Group>&) {
-            namespace fs = std::filesystem;
-            std::vector<std::string> texts;
-            std::vector<fs::path> files;
-            if (fs::is_directory(a->input)) {
-              for (const auto& e : fs::recursive_directory_iterator(a->input))
-                if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path());
-            } else {
-              files.push_back(a->input);
-            }
-            LOOM_CHECK(!files.empty(), "tokenizer train: no .txt files under {}", a->input);
-            for (const fs::path& f : files) texts.push_back(io::read_text_file(f));
-            const std::vector<std::string> specials = {"<|endoftext|>"};
-            tokenizer::Tokenizer tok = tokenizer::train(texts, a->vocab_size, specials);
-            tok.save(a->output);
-            fmt::print("trained a {}-token vocabulary on {} files -> {}\n", tok.vocab_size(), files.size(), a->output);
-            return 0;
+  auto* enc = cmd->add_subcommand("encode", "text to ids: each {\"text\": ...} line becomes a JSON array of token ids");
+  auto* dec = cmd->add_subcommand("decode", "ids to text: each JSON array of token ids becomes a {\"text\": ...} line");
+  for (auto* sub : {enc, dec}) {
+    sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json, or a directory holding a tokenizer")->required();
+    sub->add_option("--input", a->input, "JSON Lines to read")->required();
+    sub->add_option("--output", a->output, "JSON Lines to write")->required();
+  }
+  return {cmd, [a, tr, enc](const std::shared_ptr<dist::Group>&) {
+            if (tr->parsed()) return train(a->input, a->vocab_size, a->output);
+            if (enc->parsed()) return convert("encode", a->tokenizer, a->input, a->output, encode_line);
+            return convert("decode", a->tokenizer, a->input, a->output, decode_line);
           }};
 }
 

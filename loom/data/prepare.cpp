@@ -37,18 +37,8 @@ std::vector<fs::path> input_files(const std::string& input) {
 
 std::vector<std::string> read_documents(const fs::path& file) {
   if (file.extension() == ".txt") return {io::read_text_file(file)};
-  std::ifstream f(file, std::ios::binary);
-  LOOM_CHECK(f.good(), "prepare: cannot read {}", file.string());
   std::vector<std::string> docs;
-  std::string line;
-  for (int64_t n = 1; std::getline(f, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    try {
-      docs.push_back(nlohmann::json::parse(line).at("text").get<std::string>());
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(fmt::format("prepare: {} line {}: expected a JSON object with a string \"text\" field ({})", file.string(), n, e.what()));
-    }
-  }
+  io::for_each_json_line(file, "prepare", [&](const nlohmann::json& j, int64_t) { docs.push_back(io::text_field(j)); });
   return docs;
 }
 

@@ -95,4 +95,29 @@ nlohmann::json parse_json(std::string_view text, const std::string& where) {
   return j;
 }
 
+void for_each_json_line(const std::filesystem::path& file, const std::string& what,
+                        const std::function<void(const nlohmann::json&, int64_t)>& fn) {
+  std::ifstream f(file, std::ios::binary);
+  LOOM_CHECK(f.good(), "{}: cannot read {}", what, file.string());
+  std::string line;
+  for (int64_t n = 1; std::getline(f, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string at = fmt::format("{}: {} line {}", what, file.string(), n);
+    nlohmann::json j = parse_json(line, at);
+    try {
+      fn(j, n);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(fmt::format("{}: {}", at, e.what()));
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", at, e.what()));
+    }
+  }
+}
+
+std::string text_field(const nlohmann::json& j) {
+  LOOM_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(), "expected a JSON object with a string \"text\" field, got {}",
+             j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 80));
+  return j["text"].get<std::string>();
+}
+
 }  // namespace loom::io
