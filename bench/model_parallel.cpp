@@ -23,16 +23,6 @@
 
 using namespace loom;
 
-namespace {
-
-double reduce(dist::Group& g, double v, dist::ReduceOp op) {
-  Tensor t = Tensor::full({1}, v, DType::f64);
-  g.all_reduce(t, op)->wait();
-  return t.item();
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   std::shared_ptr<dist::Group> world = dist::init(&argc, &argv);
   if (argc < 8) {
@@ -77,12 +67,12 @@ int main(int argc, char** argv) {
     double total = 0;
     for (double t : times) total += t;
     std::sort(times.begin(), times.end());
-    const double t = reduce(*world, times[times.size() / 2], dist::ReduceOp::max);
-    const double peak = reduce(*world, double(CpuAllocator::instance().stats().peak_bytes), dist::ReduceOp::max);
-    const double tpb = reduce(*world, double(mesh.tp()->bytes_handed() - tp_bytes) / double(steps), dist::ReduceOp::max);
-    const double ppb = reduce(*world, double(mesh.pp()->bytes_handed() - pp_bytes) / double(steps), dist::ReduceOp::max);
+    const double t = dist::all_reduce_value(*world, times[times.size() / 2], dist::ReduceOp::max);
+    const double peak = dist::all_reduce_value(*world, double(CpuAllocator::instance().stats().peak_bytes), dist::ReduceOp::max);
+    const double tpb = dist::all_reduce_value(*world, double(mesh.tp()->bytes_handed() - tp_bytes) / double(steps), dist::ReduceOp::max);
+    const double ppb = dist::all_reduce_value(*world, double(mesh.pp()->bytes_handed() - pp_bytes) / double(steps), dist::ReduceOp::max);
     const double bubble =
-        reduce(*world, ((par->pipeline() ? par->pipeline()->idle_seconds() : 0) - idle) / total, dist::ReduceOp::sum) / world->size();
+        dist::all_reduce_value(*world, ((par->pipeline() ? par->pipeline()->idle_seconds() : 0) - idle) / total, dist::ReduceOp::sum) / world->size();
     // Analytical bytes per step and rank. tp: per micro-batch the embedding's and each block's two
     // row-parallel all-reduces forward, each block's two norms' and the final norm's backward, the
     // loss's three values per token; plus the gradient norm. pp: a stage sends each micro-batch's

@@ -18,6 +18,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(impl));
 }
 
+bool Tensor::has_memory() const { return self().storage->resident(); }
+
 Tensor Tensor::deferred(const Shape& shape, DType dtype) {
   Tensor t = empty({0}, dtype);
   t.impl()->storage = Storage::deferred(size_t(numel_of(shape)) * dtype_size(dtype));

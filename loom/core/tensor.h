@@ -50,6 +50,8 @@ class Tensor {
   // A tensor whose memory does not exist yet (a model built for deferred initialisation): reading
   // it is an error until its storage is restore()d.
   static Tensor deferred(const Shape& shape, DType dtype = DType::f32);
+  // False for a deferred tensor (and a ZeRO-3 parameter while released): its memory is absent.
+  bool has_memory() const;
   static Tensor ones(const Shape& shape, DType dtype = DType::f32);
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
   static Tensor arange(int64_t n, DType dtype = DType::i64);

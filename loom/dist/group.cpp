@@ -169,6 +169,13 @@ std::shared_ptr<Group> Group::split(int color, int key, const std::string& name)
   return group;
 }
 
+double all_reduce_value(Group& group, double v, ReduceOp op) {
+  if (group.size() == 1) return v;
+  Tensor t = Tensor::full({1}, v, DType::f64);
+  group.all_reduce(t, op)->wait();
+  return t.item();
+}
+
 std::vector<std::string> all_gather_text(Group& group, const std::string& text) {
   const int n = group.size();
   Tensor lengths = Tensor::zeros({n}, DType::i64), mine = Tensor::full({1}, double(text.size()), DType::i64);

@@ -112,6 +112,9 @@ class Group {
   std::atomic<uint64_t> bytes_{0};
 };
 
+// Collective: v reduced over the group's ranks (a loss, a token count, a norm's square).
+double all_reduce_value(Group& group, double v, ReduceOp op = ReduceOp::sum);
+
 // Collective: every rank's text, in rank order (say, what each rank wrote to a checkpoint).
 std::vector<std::string> all_gather_text(Group& group, const std::string& text);
 

@@ -7,6 +7,7 @@
 
 #include "loom/autograd/function.h"
 #include "loom/core/rng.h"
+#include "loom/models/hf_names.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
 
@@ -113,11 +114,7 @@ void TransformerLM::init(uint64_t seed, const PlaceFn& place) {
 
 void TransformerLM::materialize(const PlaceFn& place, const ValueFn& block) {
   autograd::NoGradGuard no_grad;
-  const std::map<std::string, Shape> whole_shapes = [&] {
-    std::map<std::string, Shape> out;
-    for (const auto& [name, p] : TransformerLM(c_, true).named_parameters()) out.emplace(name, p.shape());
-    return out;
-  }();
+  const std::map<std::string, Shape> whole_shapes = models::loom_parameter_shapes(c_);
   for (auto& [name, p] : named_parameters()) {
     p.storage()->restore();
     const Placement at = place ? place(name, p) : Placement{p.shape(), Shape(size_t(p.ndim()), 0)};

@@ -77,16 +77,11 @@ double DataParallel::clip_grad_norm(double max_norm) {
     else if (tp_.rank() % s.replicas == 0)  // a replicated block counts on its first rank
       split.push_back(pieces_[i]);
   }
-  auto sum = [](dist::Group& g, double v) {
-    Tensor t = Tensor::full({1}, v, DType::f64);
-    g.all_reduce(t, dist::ReduceOp::sum)->wait();
-    return t.item();
-  };
   double sq = optim::grad_sq_sum(split);
-  if (tp_.size() > 1) sq = sum(*tp_.group, sq);
+  if (tp_.group) sq = dist::all_reduce_value(*tp_.group, sq);
   sq += optim::grad_sq_sum(whole);
-  if (sharded_ && group_->size() > 1) sq = sum(*group_, sq);
-  if (pp_ && pp_->size() > 1) sq = sum(*pp_, sq);
+  if (sharded_) sq = dist::all_reduce_value(*group_, sq);
+  if (pp_) sq = dist::all_reduce_value(*pp_, sq);
   const double norm = std::sqrt(sq);
   grad_scale_ = optim::clip_factor(norm, max_norm);
   return norm;

@@ -8,17 +8,6 @@
 
 namespace loom::parallel {
 
-namespace {
-
-double sum_over(dist::Group& group, double v) {
-  if (group.size() == 1) return v;
-  Tensor t = Tensor::full({1}, v, DType::f64);
-  group.all_reduce(t, dist::ReduceOp::sum)->wait();
-  return t.item();
-}
-
-}  // namespace
-
 std::unique_ptr<Parallelized> parallelize(nn::TransformerLM& model, const dist::Mesh& mesh, ParallelConfig cfg) {
   std::unique_ptr<Parallelized> p(new Parallelized(model, mesh));
   const int tp = mesh.dims().tp, pp = mesh.dims().pp;
@@ -50,12 +39,12 @@ double Parallelized::forward_backward(const std::vector<data::Batch>& micro, dou
     }
   }
   dp_->finish();
-  return pipeline_ ? sum_over(*mesh_.pp(), loss) : loss;  // from the last stage to every rank
+  return pipeline_ ? dist::all_reduce_value(*mesh_.pp(), loss) : loss;  // from the last stage to every rank
 }
 
 double Parallelized::evaluate(const std::vector<data::Batch>& batches) {
   autograd::NoGradGuard no_grad;
-  if (pipeline_) return sum_over(*mesh_.pp(), pipeline_->evaluate(batches, *dp_));
+  if (pipeline_) return dist::all_reduce_value(*mesh_.pp(), pipeline_->evaluate(batches, *dp_));
   double total = 0;
   for (const data::Batch& b : batches) {
     dp_->before_forward();

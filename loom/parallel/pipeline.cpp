@@ -122,6 +122,11 @@ void Pipeline::send(const Tensor& t, int to_stage, int tag) {
   sends_.emplace_back(group_->send(data, to_stage, tag), data);
 }
 
+void Pipeline::wait_sends() {
+  for (auto& [work, data] : sends_) work->wait();
+  sends_.clear();
+}
+
 // Tags: 2k for the activation going into global chunk k, 2k + 1 for the gradient coming back to it.
 Tensor Pipeline::forward(int chunk, const data::Batch& batch, double scale, Tensor* input) {
   const int k = global_chunk(chunk), last_chunk = stages_ * chunks_ - 1;
@@ -168,8 +173,7 @@ double Pipeline::step(const std::vector<data::Batch>& micro, double scale, DataP
     dp.backward(out, grad, sync, params_[size_t(a.chunk)]);
     if (k > 0) send(input.grad(), (k - 1) % stages_, 2 * (k - 1) + 1);
   }
-  for (auto& [work, data] : sends_) work->wait();
-  sends_.clear();
+  wait_sends();
   return loss;
 }
 
@@ -186,8 +190,7 @@ double Pipeline::evaluate(const std::vector<data::Batch>& batches, DataParallel&
       if (global_chunk(v) == last_chunk) total += out.item();
     }
   }
-  for (auto& [work, data] : sends_) work->wait();
-  sends_.clear();
+  wait_sends();
   return total;
 }
 

@@ -69,6 +69,7 @@ class Pipeline {
   Tensor forward(int chunk, const data::Batch& batch, double scale, Tensor* input);
   Tensor receive(int from_stage, int tag, const data::Batch& batch);
   void send(const Tensor& t, int to_stage, int tag);
+  void wait_sends();  // at the end of a step: every send complete, its tensor free
 
   nn::TransformerLM& model_;
   std::shared_ptr<dist::Group> group_, tied_;

@@ -18,10 +18,8 @@ int64_t shard(int64_t n, const dist::Group& g, const char* what, int replicas = 
 }
 
 // A deferred whole (deferred initialisation) has no values to copy: its replacement stays deferred.
-bool deferred(const Tensor& t) { return !t.storage()->resident(); }
-
 void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
-  if (deferred(src)) return;
+  if (!src.has_memory()) return;
   autograd::NoGradGuard no_grad;
   ops::copy_(dst, ops::narrow(src, dim, start, dst.size(dim)));
 }
@@ -30,7 +28,7 @@ void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
 
 ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, int replicas,
                                            std::shared_ptr<dist::Group> replica_group)
-    : nn::Linear(whole.weight.size(1), whole.weight.size(0) * replicas / group->size(), whole.bias.defined(), deferred(whole.weight)),
+    : nn::Linear(whole.weight.size(1), whole.weight.size(0) * replicas / group->size(), whole.bias.defined(), !whole.weight.has_memory()),
       replica_group_(std::move(replica_group)) {
   shard(whole.weight.size(0), *group, "output features", replicas);
   const int64_t rows = weight.size(0), start = group->rank() / replicas * rows;
@@ -45,7 +43,7 @@ Tensor ColumnParallelLinear::forward(const Tensor& x) const {
 }
 
 RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
-    : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined(), deferred(whole.weight)),
+    : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined(), !whole.weight.has_memory()),
       group_(std::move(group)), sequence_parallel_(sequence_parallel) {
   copy_slice(weight, whole.weight, 1, group_->rank() * weight.size(1));
   if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
@@ -62,7 +60,7 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
 }
 
 TensorParallelNorm::TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
-    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps(), deferred(whole.weight)), group_(std::move(group)),
+    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps(), !whole.weight.has_memory()), group_(std::move(group)),
       sequence_parallel_(sequence_parallel) {
   copy_slice(weight, whole.weight, 0, 0);
   if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
@@ -75,7 +73,7 @@ Tensor TensorParallelNorm::forward(const Tensor& x) const {
 }
 
 SequenceParallelPositions::SequenceParallelPositions(const nn::Embedding& whole, std::shared_ptr<dist::Group> group)
-    : nn::Embedding(whole.weight.size(0), whole.weight.size(1), deferred(whole.weight)), group_(std::move(group)) {
+    : nn::Embedding(whole.weight.size(0), whole.weight.size(1), !whole.weight.has_memory()), group_(std::move(group)) {
   copy_slice(weight, whole.weight, 0, 0);
 }
 
@@ -90,26 +88,21 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   if (replicas == 1) shard(c.n_kv_head, *group, "kv heads");
   const std::shared_ptr<dist::Group> kv_group = replicas > 1 ? group->split(group->rank() / replicas, group->rank(), group->name() + ".kv") : nullptr;
   TensorParallelLayout layout{group, {}};
-  auto replace = [&](const std::string& path, auto make, int weight_dim) {
+  // Puts make(whole linear) at path and notes how its weight (and a column-parallel bias) split.
+  auto replace = [&](const std::string& path, auto make, int weight_dim, int reps) {
     auto& whole = dynamic_cast<nn::Linear&>(*model.module_at(path));
     const int64_t whole_rows = whole.weight.size(0), whole_cols = whole.weight.size(1);
     const bool bias_split = whole.bias.defined() && weight_dim == 0;
     model.replace_module(path, make(whole));
-    layout.splits[path + ".weight"] = {weight_dim, weight_dim == 0 ? whole_rows : whole_cols};
-    if (bias_split) layout.splits[path + ".bias"] = {0, whole_rows};
+    layout.splits[path + ".weight"] = {weight_dim, weight_dim == 0 ? whole_rows : whole_cols, reps};
+    if (bias_split) layout.splits[path + ".bias"] = {0, whole_rows, reps};
   };
   auto column = [&](const std::string& path, int reps = 1) {
-    replace(path,
-            [&](const nn::Linear& w) {
-              return std::make_shared<ColumnParallelLinear>(w, group, reps, reps > 1 ? kv_group : nullptr);
-            },
-            0);
-    if (reps > 1)
-      for (const char* p : {".weight", ".bias"})
-        if (layout.splits.count(path + p)) layout.splits[path + p].replicas = reps;
+    replace(path, [&](const nn::Linear& w) { return std::make_shared<ColumnParallelLinear>(w, group, reps, reps > 1 ? kv_group : nullptr); },
+            0, reps);
   };
   auto row = [&](const std::string& path) {
-    replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group, sequence_parallel); }, 1);
+    replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group, sequence_parallel); }, 1, 1);
   };
   // The vocabulary: the embedding first, so that a tied head shares its block.
   auto emb = std::make_shared<VocabParallelEmbedding>(*model.tok_emb, group, sequence_parallel);

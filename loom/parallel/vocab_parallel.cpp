@@ -92,8 +92,6 @@ int64_t vocab_rows_per_rank(int64_t padded_vocab, int size) {
 
 namespace {
 
-bool deferred(const Tensor& t) { return !t.storage()->resident(); }
-
 // Rank `rank`'s block of `rows` rows of a whole (V, C) weight, zeros past V.
 Tensor row_block(const Tensor& whole, int64_t rows, int rank) {
   autograd::NoGradGuard no_grad;
@@ -109,10 +107,10 @@ Tensor row_block(const Tensor& whole, int64_t rows, int rank) {
 }  // namespace
 
 VocabParallelEmbedding::VocabParallelEmbedding(const nn::Embedding& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
-    : nn::Embedding(vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1), deferred(whole.weight)),
+    : nn::Embedding(vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1), !whole.weight.has_memory()),
       group_(std::move(group)),
       sequence_parallel_(sequence_parallel) {
-  if (deferred(whole.weight)) return;
+  if (!whole.weight.has_memory()) return;
   autograd::NoGradGuard no_grad;
   ops::copy_(weight, row_block(whole.weight, weight.size(0), group_->rank()));
 }
@@ -134,9 +132,9 @@ Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
 
 VocabParallelHead::VocabParallelHead(Tensor tied, const nn::LMHead& whole, std::shared_ptr<dist::Group> group)
     : nn::LMHead(tied, vocab_rows_per_rank(whole.weight.size(0), group->size()), whole.weight.size(1), whole.vocab_size,
-                 deferred(whole.weight)),
+                 !whole.weight.has_memory()),
       group_(std::move(group)) {
-  if (!tied.defined() && !deferred(whole.weight)) {
+  if (!tied.defined() && whole.weight.has_memory()) {
     autograd::NoGradGuard no_grad;
     ops::copy_(weight, row_block(whole.weight, weight.size(0), group_->rank()));
   }

@@ -105,7 +105,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   if (!cfg_.data_val.empty())
     val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V, part, parts);
   const PeakFlops peak = cpu_peak_flops(threads);
-  peak_flops_ = cfg_.peak_flops > 0 ? cfg_.peak_flops : sum_over(*world_, peak.flops);
+  peak_flops_ = cfg_.peak_flops > 0 ? cfg_.peak_flops : dist::all_reduce_value(*world_, peak.flops);
   if (main_rank_)
     fmt::print("MFU is relative to {:.0f} GFLOP/s ({})\n", peak_flops_ / 1e9,
                cfg_.peak_flops > 0 ? "logging.peak_flops" : world_->size() == 1 ? peak.how : fmt::format("summed over {} ranks of {}", world_->size(), peak.how));
@@ -131,14 +131,7 @@ double Trainer::evaluate() {
   val_->reset();
   std::vector<data::Batch> batches;
   for (int64_t i = 0; i < cfg_.eval_batches; ++i) batches.push_back(val_->next());
-  return sum_over(*mesh_->dp(), par_->evaluate(batches)) / double(cfg_.eval_batches * mesh_->dims().dp);
-}
-
-double Trainer::sum_over(dist::Group& group, double v) {
-  if (group.size() == 1) return v;
-  Tensor t = Tensor::full({1}, v, DType::f64);
-  group.all_reduce(t, dist::ReduceOp::sum)->wait();
-  return t.item();
+  return dist::all_reduce_value(*mesh_->dp(), par_->evaluate(batches)) / double(cfg_.eval_batches * mesh_->dims().dp);
 }
 
 int Trainer::run() {
@@ -178,10 +171,10 @@ int Trainer::run() {
       micro.push_back(train_->next());
       for (int64_t t : micro.back().targets.to_ints()) counted += t != -100;
     }
-    counted = int64_t(sum_over(*mesh_->dp(), double(counted)));  // tp ranks see the same tokens
+    counted = int64_t(dist::all_reduce_value(*mesh_->dp(), double(counted)));  // tp ranks see the same tokens
     // Each micro-batch contributes its summed loss over the step's total token count, so the
     // accumulated gradient is that of the mean over the whole step (all ranks' tokens).
-    const double loss = sum_over(*mesh_->dp(), par_->forward_backward(micro, 1.0 / double(std::max<int64_t>(counted, 1))));
+    const double loss = dist::all_reduce_value(*mesh_->dp(), par_->forward_backward(micro, 1.0 / double(std::max<int64_t>(counted, 1))));
     const double norm = par_->data().clip_grad_norm(cfg_.grad_clip);
     const double lr = sched.at(step);
     par_->data().step(lr);
@@ -203,7 +196,7 @@ int Trainer::run() {
     std::fflush(stdout);
     if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     if (cfg_.checkpoint_every > 0 && step % cfg_.checkpoint_every == 0 && step != cfg_.steps) save(step);
-    if (sum_over(*world_, g_signal != 0 ? 1.0 : 0.0) > 0) {  // every rank stops at the same step
+    if (dist::all_reduce_value(*world_, g_signal != 0 ? 1.0 : 0.0) > 0) {  // every rank stops at the same step
       save(step);
       if (main_rank_)
         fmt::print("stopped by signal {} at step {}{}\n", int(g_signal), step, cfg_.checkpoint_dir.empty() ? "" : "; checkpoint saved");

@@ -37,7 +37,6 @@ class Trainer {
 
  private:
   double evaluate();
-  static double sum_over(dist::Group& group, double v);
   int64_t global_batch() const { return cfg_.batch_size * cfg_.grad_accum * mesh_->dims().dp; }  // sequences per update
   TrainConfig cfg_;
   std::shared_ptr<dist::Group> world_;
