@@ -1,16 +1,18 @@
-// Byte-level BPE encoding and decoding. Within a pre-token the merge of lowest rank is applied
-// to all its occurrences, left to right, before the next rank is considered (the reference
-// encoder's order), using a heap so that long pre-tokens stay O(n log n).
+// BPE encoding and decoding. Within a pre-token the merge of lowest rank is applied to all its
+// occurrences, left to right, before the next rank is considered (the reference encoder's
+// order, and Hugging Face's), using a heap so that long pre-tokens stay O(n log n).
 #include "loom/tokenizer/bpe.h"
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <climits>
+#include <deque>
 #include <unordered_map>
 
 #include "loom/core/error.h"
-#include "loom/tokenizer/pretokenize.h"
+#include "loom/tokenizer/added.h"
+#include "loom/tokenizer/pipeline.h"
 
 namespace loom::tokenizer {
 
@@ -86,6 +88,9 @@ struct ThreadCache {
   uint64_t owner = 0;
   StringMap<std::pair<uint32_t, uint32_t>> index;  // piece → (offset, count) in ids
   std::vector<int32_t> ids;
+  std::vector<int32_t> unit_ids;
+  std::vector<std::string_view> pieces;
+  std::deque<std::string> arena;
   std::vector<Sym> syms;
   std::vector<Candidate> heap, pending;
 };
@@ -96,13 +101,18 @@ std::atomic<uint64_t> g_next_model_uid{0};
 }  // namespace
 
 struct Tokenizer::Model {
-  std::vector<std::string> tokens;
+  std::vector<std::string> tokens;  // the BPE model's, by id
   std::vector<Merge> merges;
-  std::vector<int32_t> specials;
-  std::vector<int32_t> specials_longest_first;
-  std::array<bool, 256> special_first_byte{};
-  StringMap<int32_t> ids;
-  std::array<int32_t, 256> byte_ids{};
+  std::vector<AddedToken> added;
+  std::vector<int32_t> added_ids;
+  std::vector<int32_t> added_index;  // by id: index into added, or -1
+  AddedMatcher raw_matcher, normalized_matcher;
+  StringMap<int32_t> ids;  // the BPE model's tokens
+  std::array<int32_t, 256> byte_ids{};  // byte-level: each byte's token
+  std::array<int32_t, 256> fallback_ids{};  // byte_fallback: <0xNN>, or -1
+  BpeOptions opt;
+  std::shared_ptr<const Pipeline> pipe;
+  bool plain_units = true;  // byte-level without prefix or suffix: units are byte_ids
   MergeTable table;
   uint64_t uid = ++g_next_model_uid;
 
@@ -115,12 +125,59 @@ struct Tokenizer::Model {
     if (const auto* e = table.find(l, r)) into.push_back({e->rank, pos, l, r, e->result});
   }
 
+  // The initial symbols of a pre-token: one per byte (byte-level) or character, with the
+  // subword prefix and word suffix, byte fallback and unknowns applied (HF's merge_word).
+  void units(std::string_view piece, std::vector<int32_t>& out) const {
+    if (plain_units) {
+      for (char ch : piece) out.push_back(byte_ids[uint8_t(ch)]);
+      return;
+    }
+    const bool bytes = pipe->byte_level();
+    int32_t unk_run = 0;  // pending unknowns (fused: one token)
+    std::string unit;
+    for (size_t i = 0; i < piece.size();) {
+      const size_t at = i;
+      i = bytes ? i + 1 : next_char_end(piece, i);
+      unit.clear();
+      if (at > 0) unit += opt.continuing_subword_prefix;
+      unit.append(piece.substr(at, i - at));
+      if (i == piece.size()) unit += opt.end_of_word_suffix;
+      if (auto it = ids.find(unit); it != ids.end()) {
+        for (; unk_run > 0; --unk_run) out.push_back(*opt.unk);
+        out.push_back(it->second);
+        continue;
+      }
+      if (opt.byte_fallback &&
+          std::all_of(unit.begin(), unit.end(), [&](char b) { return fallback_ids[uint8_t(b)] >= 0; })) {
+        for (; unk_run > 0; --unk_run) out.push_back(*opt.unk);
+        for (char b : unit) out.push_back(fallback_ids[uint8_t(b)]);
+        continue;
+      }
+      if (opt.unk) unk_run = opt.fuse_unk ? 1 : unk_run + 1;
+    }
+    for (; unk_run > 0; --unk_run) out.push_back(*opt.unk);
+  }
+
+  static size_t next_char_end(std::string_view s, size_t i) {
+    ++i;
+    while (i < s.size() && (uint8_t(s[i]) & 0xC0) == 0x80) ++i;
+    return i;
+  }
+
   // Appends the ids of one pre-token to c.ids.
   void bpe(std::string_view piece, ThreadCache& c) const {
-    const auto n = int32_t(piece.size());
-    c.syms.resize(piece.size());
-    for (int32_t i = 0; i < n; ++i)
-      c.syms[i] = {byte_ids[uint8_t(piece[i])], i - 1, i + 1 < n ? i + 1 : -1};
+    if (opt.ignore_merges) {
+      if (auto it = ids.find(piece); it != ids.end()) {
+        c.ids.push_back(it->second);
+        return;
+      }
+    }
+    c.unit_ids.clear();
+    units(piece, c.unit_ids);
+    const auto n = int32_t(c.unit_ids.size());
+    if (n == 0) return;
+    c.syms.resize(size_t(n));
+    for (int32_t i = 0; i < n; ++i) c.syms[i] = {c.unit_ids[i], i - 1, i + 1 < n ? i + 1 : -1};
     c.heap.clear();
     for (int32_t i = 0; i + 1 < n; ++i) push_pair(c, c.heap, i);
     std::make_heap(c.heap.begin(), c.heap.end());
@@ -151,11 +208,34 @@ struct Tokenizer::Model {
   }
 };
 
+namespace {
+
+std::vector<AddedToken> as_added(const std::vector<std::string>& tokens,
+                                 const std::vector<int32_t>& specials) {
+  std::vector<AddedToken> out;
+  for (int32_t id : specials) {
+    LOOM_CHECK(id >= 0 && size_t(id) < tokens.size() && !tokens[id].empty(),
+               "tokenizer: special token id {} is outside the vocabulary (size {})", id,
+               tokens.size());
+    out.push_back({.id = id, .content = tokens[id]});
+  }
+  return out;
+}
+
+}  // namespace
+
 Tokenizer::Tokenizer(std::vector<std::string> tokens, std::vector<Merge> merges,
-                     std::vector<int32_t> specials) {
+                     std::vector<int32_t> specials)
+    : Tokenizer(tokens, std::move(merges), as_added(tokens, specials), {}, nullptr) {}
+
+Tokenizer::Tokenizer(std::vector<std::string> tokens, std::vector<Merge> merges,
+                     std::vector<AddedToken> added, BpeOptions options,
+                     std::shared_ptr<const Pipeline> pipeline) {
   LOOM_CHECK(tokens.size() <= size_t(INT32_MAX), "tokenizer: {} tokens is too many",
              tokens.size());
   auto m = std::make_shared<Model>(merges.size());
+  m->pipe = pipeline ? std::move(pipeline) : std::make_shared<const Pipeline>();
+  m->opt = std::move(options);
   const auto n = int32_t(tokens.size());
   m->ids.reserve(tokens.size());
   for (int32_t id = 0; id < n; ++id) {
@@ -163,37 +243,73 @@ Tokenizer::Tokenizer(std::vector<std::string> tokens, std::vector<Merge> merges,
     auto [it, fresh] = m->ids.emplace(tokens[id], id);
     LOOM_CHECK(fresh, "tokenizer: tokens {} and {} are both {:?}", it->second, id, tokens[id]);
   }
+  if (m->pipe->byte_level()) {
+    for (int b = 0; b < 256; ++b) {
+      auto it = m->ids.find(std::string_view(reinterpret_cast<const char*>(&b), 1));
+      LOOM_CHECK(it != m->ids.end(),
+                 "tokenizer: byte 0x{:02X} has no token; a byte-level vocabulary needs all 256", b);
+      m->byte_ids[b] = it->second;
+    }
+  }
+  m->plain_units = m->pipe->byte_level() && m->opt.continuing_subword_prefix.empty() &&
+                   m->opt.end_of_word_suffix.empty();
   for (int b = 0; b < 256; ++b) {
-    auto it = m->ids.find(std::string_view(reinterpret_cast<const char*>(&b), 1));
-    LOOM_CHECK(it != m->ids.end(),
-               "tokenizer: byte 0x{:02X} has no token; a byte-level vocabulary needs all 256", b);
-    m->byte_ids[b] = it->second;
+    auto it = m->ids.find(fmt::format("<0x{:02X}>", b));
+    m->fallback_ids[b] = it == m->ids.end() ? -1 : it->second;
   }
   auto used = [&](int32_t id) { return id >= 0 && id < n && !tokens[id].empty(); };
+  LOOM_CHECK(!m->opt.unk || used(*m->opt.unk), "tokenizer: the unknown token's id {} is not "
+             "in the vocabulary", m->opt.unk.value_or(-1));
+  const std::string& prefix = m->opt.continuing_subword_prefix;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto [l, r] = merges[rank];
     LOOM_CHECK(used(l) && used(r), "tokenizer: merge {} ({}, {}) names an id outside the "
                "vocabulary (size {})", rank, l, r, n);
-    auto it = m->ids.find(tokens[l] + tokens[r]);
+    // HF: the right part loses the subword prefix it carries.
+    std::string_view right = tokens[r];
+    if (!prefix.empty() && right.starts_with(prefix)) right.remove_prefix(prefix.size());
+    auto it = m->ids.find(tokens[l] + std::string(right));
     LOOM_CHECK(it != m->ids.end(), "tokenizer: merge {} ({:?} + {:?}) makes a string that is "
                "not a token", rank, tokens[l], tokens[r]);
     m->table.insert(l, r, int32_t(rank), it->second);
   }
-  for (int32_t id : specials) {
-    LOOM_CHECK(used(id), "tokenizer: special token id {} is outside the vocabulary (size {})",
-               id, n);
-    m->special_first_byte[uint8_t(tokens[id][0])] = true;
+  int32_t largest = n - 1;
+  for (const AddedToken& t : added) {
+    LOOM_CHECK(t.id >= 0 && !t.content.empty(), "tokenizer: added token {:?} needs an id >= 0 "
+               "and content", t.content);
+    largest = std::max(largest, t.id);
   }
-  m->specials_longest_first = specials;
-  std::stable_sort(m->specials_longest_first.begin(), m->specials_longest_first.end(),
-                   [&](int32_t a, int32_t b) { return tokens[a].size() > tokens[b].size(); });
+  m->added_index.assign(size_t(largest) + 1, -1);
+  for (const AddedToken& t : added) {
+    LOOM_CHECK(m->added_index[t.id] < 0, "tokenizer: id {} is given to two added tokens", t.id);
+    m->added_index[t.id] = int32_t(m->added.size());
+    m->added_ids.push_back(t.id);
+    m->added.push_back(t);
+    if (!t.normalized || !m->pipe->has_normalizer()) m->raw_matcher.add(t.content, t);
+    else m->normalized_matcher.add(m->pipe->normalize(t.content), t);
+  }
   m->tokens = std::move(tokens);
   m->merges = std::move(merges);
-  m->specials = std::move(specials);
   m_ = std::move(m);
 }
 
-void Tokenizer::encode_ordinary(std::string_view text, std::vector<int32_t>& out) const {
+// Text between added tokens: normalized, split by added tokens that match normalized text,
+// then pre-tokenized and encoded.
+void Tokenizer::encode_segment(std::string_view text, bool first, bool allow_special,
+                               std::vector<int32_t>& out) const {
+  const Model& m = *m_;
+  if (!m.pipe->has_normalizer()) return encode_normalized(text, first, out);
+  const std::string norm = m.pipe->normalize(text);
+  if (!allow_special || m.normalized_matcher.empty()) return encode_normalized(norm, first, out);
+  for (const auto& seg : m.normalized_matcher.split(norm)) {
+    if (seg.id >= 0) out.push_back(seg.id);
+    else encode_normalized(std::string_view(norm).substr(seg.begin, seg.end - seg.begin),
+                           first && seg.begin == 0, out);
+  }
+}
+
+void Tokenizer::encode_normalized(std::string_view text, bool first,
+                                  std::vector<int32_t>& out) const {
   const Model& m = *m_;
   ThreadCache& c = t_cache;
   if (c.owner != m.uid) {
@@ -201,11 +317,11 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<int32_t>& out
     c.ids.clear();
     c.owner = m.uid;
   }
-  for (size_t pos = 0; pos < text.size();) {
-    const size_t len = pretoken_length(text, pos);
-    const std::string_view piece = text.substr(pos, len);
-    pos += len;
-    if (len == 1) {
+  c.pieces.clear();
+  c.arena.clear();
+  m.pipe->pre_tokenize(text, first, c.pieces, c.arena);
+  for (const std::string_view piece : c.pieces) {
+    if (piece.size() == 1 && m.plain_units) {
       out.push_back(m.byte_ids[uint8_t(piece[0])]);
       continue;
     }
@@ -221,7 +337,7 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<int32_t>& out
     const size_t off = c.ids.size();
     m.bpe(piece, c);
     out.insert(out.end(), c.ids.begin() + off, c.ids.end());
-    if (len <= ThreadCache::kMaxPieceBytes)
+    if (piece.size() <= ThreadCache::kMaxPieceBytes)
       c.index.emplace(piece, std::pair{uint32_t(off), uint32_t(c.ids.size() - off)});
     else
       c.ids.resize(off);
@@ -232,66 +348,69 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 1);
   const Model& m = *m_;
-  if (!allow_special || m.specials.empty()) {
-    encode_ordinary(text, out);
+  std::string valid;
+  if (!m.pipe->gpt2()) {
+    valid = valid_utf8(text);
+    text = valid;
+  }
+  if (!allow_special || m.raw_matcher.empty()) {
+    encode_segment(text, true, allow_special, out);
     return out;
   }
-  size_t start = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    int32_t found = -1;
-    if (m.special_first_byte[uint8_t(text[pos])]) {
-      for (int32_t id : m.specials_longest_first) {
-        if (text.substr(pos).starts_with(m.tokens[id])) {
-          found = id;
-          break;
-        }
-      }
-    }
-    if (found < 0) {
-      ++pos;
-      continue;
-    }
-    encode_ordinary(text.substr(start, pos - start), out);
-    out.push_back(found);
-    pos += m.tokens[found].size();
-    start = pos;
+  for (const auto& seg : m.raw_matcher.split(text)) {
+    if (seg.id >= 0) out.push_back(seg.id);
+    else encode_segment(text.substr(seg.begin, seg.end - seg.begin), seg.begin == 0, true, out);
   }
-  encode_ordinary(text.substr(start), out);
   return out;
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
-  std::string out;
-  for (int32_t id : ids) out += token(id);
-  return out;
+  const Model& m = *m_;
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids) {
+    const bool added = id >= 0 && size_t(id) < m.added_index.size() && m.added_index[id] >= 0;
+    if (!added && m.pipe->byte_level())
+      tokens.push_back(to_byte_level(token(id)));  // as the vocabulary writes it
+    else
+      tokens.emplace_back(token(id));
+  }
+  return m.pipe->decode(std::move(tokens));
 }
 
-int32_t Tokenizer::vocab_size() const { return int32_t(m_->tokens.size()); }
+int32_t Tokenizer::vocab_size() const {
+  return int32_t(std::max(m_->tokens.size(), m_->added_index.size()));
+}
 
 bool Tokenizer::has_id(int32_t id) const {
-  return id >= 0 && id < vocab_size() && !m_->tokens[id].empty();
+  if (id < 0 || id >= vocab_size()) return false;
+  return (size_t(id) < m_->added_index.size() && m_->added_index[id] >= 0) ||
+         (size_t(id) < m_->tokens.size() && !m_->tokens[id].empty());
 }
 
 std::string_view Tokenizer::token(int32_t id) const {
   LOOM_CHECK(has_id(id),
              "tokenizer: id {} is not in the vocabulary (size {})", id, vocab_size());
+  if (size_t(id) < m_->added_index.size() && m_->added_index[id] >= 0)
+    return m_->added[m_->added_index[id]].content;
   return m_->tokens[id];
 }
 
-std::optional<int32_t> Tokenizer::token_id(std::string_view bytes) const {
-  auto it = m_->ids.find(bytes);
-  if (it == m_->ids.end()) return std::nullopt;
-  return it->second;
+std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
+  if (auto it = m_->ids.find(token); it != m_->ids.end()) return it->second;
+  return special_id(token);
 }
 
 std::optional<int32_t> Tokenizer::special_id(std::string_view content) const {
-  for (int32_t id : m_->specials)
-    if (m_->tokens[id] == content) return id;
+  for (const AddedToken& t : m_->added)
+    if (t.content == content) return t.id;
   return std::nullopt;
 }
 
-std::span<const int32_t> Tokenizer::specials() const { return m_->specials; }
+std::span<const int32_t> Tokenizer::specials() const { return m_->added_ids; }
 
 std::span<const Tokenizer::Merge> Tokenizer::merges() const { return m_->merges; }
+
+const Pipeline& Tokenizer::pipeline() const { return *m_->pipe; }
 
 }  // namespace loom::tokenizer

@@ -15,6 +15,7 @@
 #include "loom/core/error.h"
 #include "loom/io/file_util.h"
 #include "loom/tokenizer/bpe.h"
+#include "loom/tokenizer/pipeline.h"
 
 namespace loom::tokenizer {
 
@@ -62,11 +63,13 @@ void put_token(FileVocab& v, int32_t id, std::string bytes, std::string_view whe
   v.tokens[id] = std::move(bytes);
 }
 
-// `vocab` maps token strings to ids; ids in `literal` (added tokens) keep their own content.
-// Tokens are kept in a table by id, so the ids must be dense enough for the table to stay the
-// size of the file: at least half of the ids up to the largest are given.
-FileVocab parse_vocab(const json& vocab, std::string_view where,
-                      const std::unordered_map<int32_t, std::string>& literal) {
+// `vocab` maps token strings to ids; byte-level ones are kept as their bytes. Tokens are kept
+// in a table by id, so the ids must be dense enough for the table to stay the size of the
+// file: at least half of the ids up to the largest are given. A byte-level vocabulary may hold
+// an added token's content outside the byte alphabet (DeepSeek-V3's); BPE cannot produce it,
+// so only the added token stays.
+FileVocab parse_vocab(const json& vocab, std::string_view where, bool byte_level,
+                      const std::vector<AddedToken>& added = {}) {
   LOOM_CHECK(vocab.is_object(), "tokenizer: {}: expected an object of token → id, got {}",
              where, vocab.type_name());
   int64_t largest = -1;
@@ -77,42 +80,50 @@ FileVocab parse_vocab(const json& vocab, std::string_view where,
                str, val.dump());
     largest = std::max(largest, val.get<int64_t>());
   }
-  for (const auto& [id, content] : literal) largest = std::max<int64_t>(largest, id);
-  const size_t given = vocab.size() + literal.size();
-  LOOM_CHECK(largest < int64_t(2 * given), "tokenizer: {}: ids run up to {} but only {} tokens "
-             "are given; at most half of the ids below the largest may be unused", where,
-             largest, given);
+  LOOM_CHECK(largest < int64_t(2 * vocab.size()), "tokenizer: {}: ids run up to {} but only {} "
+             "tokens are given; at most half of the ids below the largest may be unused", where,
+             largest, vocab.size());
   FileVocab v;
   v.tokens.resize(size_t(largest + 1));
   v.ids.reserve(vocab.size());
   for (const auto& [str, val] : vocab.items()) {
     const auto id = val.get<int32_t>();
     v.ids.emplace(str, id);
-    if (literal.contains(id)) continue;
+    if (!byte_level) {
+      put_token(v, id, str, where);
+      continue;
+    }
     std::optional<std::string> bytes = from_byte_level(str);
+    const bool is_added = std::ranges::any_of(added, [&](const AddedToken& t) {
+      return t.id == id && t.content == str;
+    });
+    if (!bytes && is_added) continue;
     LOOM_CHECK(bytes, "tokenizer: {}: token {:?} (id {}) is not byte-level: it has a character "
                "outside GPT-2's byte alphabet", where, str, id);
     put_token(v, id, std::move(*bytes), where);
   }
-  for (const auto& [id, content] : literal) put_token(v, id, content, where);
   return v;
 }
 
+// The result of merging a and b, as the vocabulary writes it (b loses the subword prefix).
 Tokenizer::Merge resolve_merge(const FileVocab& v, const std::string& a, const std::string& b,
-                               std::string_view where) {
+                               std::string_view where, std::string_view prefix = {}) {
   auto l = v.ids.find(a), r = v.ids.find(b);
   LOOM_CHECK(l != v.ids.end(), "tokenizer: {}: {:?} is not in the vocabulary", where, a);
   LOOM_CHECK(r != v.ids.end(), "tokenizer: {}: {:?} is not in the vocabulary", where, b);
-  LOOM_CHECK(v.ids.contains(a + b), "tokenizer: {}: merge result {:?} is not in the vocabulary",
-             where, a + b);
+  const std::string joined =
+      a + (!prefix.empty() && b.starts_with(prefix) ? b.substr(prefix.size()) : b);
+  LOOM_CHECK(v.ids.contains(joined), "tokenizer: {}: merge result {:?} is not in the "
+             "vocabulary", where, joined);
   return {l->second, r->second};
 }
 
 // Builds the tokenizer, naming `file` in any complaint the constructor makes.
-Tokenizer make(FileVocab v, std::vector<Tokenizer::Merge> merges, std::vector<int32_t> specials,
-               const fs::path& file) {
+Tokenizer make(FileVocab v, std::vector<Tokenizer::Merge> merges, std::vector<AddedToken> added,
+               BpeOptions opt, std::shared_ptr<const Pipeline> pipe, const fs::path& file) {
   try {
-    return Tokenizer(std::move(v.tokens), std::move(merges), std::move(specials));
+    return Tokenizer(std::move(v.tokens), std::move(merges), std::move(added), std::move(opt),
+                     std::move(pipe));
   } catch (const Error& e) {
     std::string_view msg = e.what();
     if (msg.starts_with("tokenizer: ")) msg.remove_prefix(11);
@@ -120,49 +131,75 @@ Tokenizer make(FileVocab v, std::vector<Tokenizer::Merge> merges, std::vector<in
   }
 }
 
-// Only GPT-2's own pre-tokenization and no normalizer reproduce the file's tokenization.
-void check_pipeline(const json& j, const std::string& where) {
-  if (j.contains("normalizer"))
-    LOOM_CHECK(j["normalizer"].is_null(), "tokenizer: {}: normalizer {} is not supported",
-               where, j["normalizer"].dump());
-  if (!j.contains("pre_tokenizer") || j["pre_tokenizer"].is_null()) return;
-  const json& p = j["pre_tokenizer"];
-  const bool gpt2 = p.is_object() && p.value("type", "") == "ByteLevel" &&
-                    !p.value("add_prefix_space", false) && p.value("use_regex", true);
-  LOOM_CHECK(gpt2, "tokenizer: {}: pre_tokenizer {} is not GPT-2's ByteLevel (without prefix "
-             "space, with its regex), the only one supported", where, p.dump());
+std::vector<AddedToken> parse_added(const json& j, const std::string& where) {
+  std::vector<AddedToken> out;
+  if (!j.contains("added_tokens") || j["added_tokens"].is_null()) return out;
+  const json& added = j["added_tokens"];
+  LOOM_CHECK(added.is_array(), "tokenizer: {}: added_tokens is not an array", where);
+  for (size_t i = 0; i < added.size(); ++i) {
+    const json& t = added[i];
+    const bool ok = t.is_object() && t.contains("id") && t["id"].is_number_integer() &&
+                    t["id"].get<int64_t>() >= 0 && t["id"].get<int64_t>() < INT32_MAX &&
+                    t.contains("content") && t["content"].is_string() &&
+                    !t["content"].get<std::string>().empty();
+    LOOM_CHECK(ok, "tokenizer: {}: added_tokens[{}] needs an integer \"id\" and a non-empty "
+               "\"content\", got {}", where, i, t.dump());
+    out.push_back({.id = t["id"].get<int32_t>(),
+                   .content = t["content"].get<std::string>(),
+                   .special = t.value("special", false),
+                   .lstrip = t.value("lstrip", false),
+                   .rstrip = t.value("rstrip", false),
+                   .single_word = t.value("single_word", false),
+                   .normalized = t.value("normalized", false)});
+  }
+  return out;
+}
+
+std::string optional_string(const json& model, const char* key) {
+  return model.contains(key) && model[key].is_string() ? model[key].get<std::string>() : "";
 }
 
 Tokenizer from_hf_json(const json& j, const fs::path& file) {
   const std::string where = file.string();
   LOOM_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(),
              "tokenizer: {}: no \"model\" object, so not a tokenizer.json", where);
-  check_pipeline(j, where);
+  for (const char* key : {"truncation", "padding"})
+    LOOM_CHECK(!j.contains(key) || j[key].is_null(), "tokenizer: {}: {} {} is not supported "
+               "(it changes what encode returns)", where, key, j[key].dump());
+  auto null_or = [&](const char* key) { return j.contains(key) ? j[key] : json(); };
+  auto pipe = std::make_shared<const Pipeline>(Pipeline::parse(
+      null_or("normalizer"), null_or("pre_tokenizer"), null_or("decoder"), where));
   const json& model = j["model"];
   LOOM_CHECK(model.value("type", "BPE") == "BPE", "tokenizer: {}: model.type is {}, only BPE "
              "is supported", where, model["type"].dump());
   LOOM_CHECK(model.contains("vocab") && model.contains("merges") && model["merges"].is_array(),
              "tokenizer: {}: model needs \"vocab\" (an object) and \"merges\" (an array)", where);
+  const json dropout = model.value("dropout", json());
+  LOOM_CHECK(dropout.is_null() || (dropout.is_number() && dropout.get<double>() == 0.0),
+             "tokenizer: {}: model.dropout {} is not supported (BPE dropout is random)", where,
+             dropout.dump());
 
-  std::unordered_map<int32_t, std::string> literal;
-  std::vector<int32_t> specials;
-  if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
-    const json& added = j["added_tokens"];
-    LOOM_CHECK(added.is_array(), "tokenizer: {}: added_tokens is not an array", where);
-    for (size_t i = 0; i < added.size(); ++i) {
-      const json& t = added[i];
-      const bool ok = t.is_object() && t.contains("id") && t["id"].is_number_integer() &&
-                      t["id"].get<int64_t>() >= 0 && t["id"].get<int64_t>() < INT32_MAX &&
-                      t.contains("content") && t["content"].is_string() &&
-                      !t["content"].get<std::string>().empty();
-      LOOM_CHECK(ok, "tokenizer: {}: added_tokens[{}] needs an integer \"id\" and a non-empty "
-                 "\"content\", got {}", where, i, t.dump());
-      const auto id = t["id"].get<int32_t>();
-      literal[id] = t["content"].get<std::string>();
-      specials.push_back(id);
+  std::vector<AddedToken> added = parse_added(j, where);
+  FileVocab v = parse_vocab(model["vocab"], where + " model.vocab", pipe->byte_level(), added);
+  BpeOptions opt{.byte_fallback = model.value("byte_fallback", false),
+                 .fuse_unk = model.value("fuse_unk", false),
+                 .ignore_merges = model.value("ignore_merges", false),
+                 .unk = std::nullopt,
+                 .continuing_subword_prefix = optional_string(model, "continuing_subword_prefix"),
+                 .end_of_word_suffix = optional_string(model, "end_of_word_suffix")};
+  if (model.contains("unk_token") && model["unk_token"].is_string()) {
+    auto it = v.ids.find(model["unk_token"].get<std::string>());
+    LOOM_CHECK(it != v.ids.end(), "tokenizer: {}: model.unk_token {} is not in the vocabulary",
+               where, model["unk_token"].dump());
+    opt.unk = it->second;
+  }
+  if (pipe->byte_level()) {  // the prefix and suffix are written in the byte alphabet too
+    for (std::string* s : {&opt.continuing_subword_prefix, &opt.end_of_word_suffix}) {
+      std::optional<std::string> bytes = from_byte_level(*s);
+      LOOM_CHECK(bytes, "tokenizer: {}: model prefix/suffix {:?} is not byte-level", where, *s);
+      *s = *bytes;
     }
   }
-  FileVocab v = parse_vocab(model["vocab"], where + " model.vocab", literal);
 
   const json& ms = model["merges"];
   std::vector<Tokenizer::Merge> merges;
@@ -185,9 +222,10 @@ Tokenizer from_hf_json(const json& j, const fs::path& file) {
       a = m[0].get<std::string>();
       b = m[1].get<std::string>();
     }
-    merges.push_back(resolve_merge(v, a, b, at));
+    merges.push_back(resolve_merge(v, a, b, at, optional_string(model, "continuing_subword_prefix")));
   }
-  return make(std::move(v), std::move(merges), std::move(specials), file);
+  return make(std::move(v), std::move(merges), std::move(added), std::move(opt), std::move(pipe),
+              file);
 }
 
 }  // namespace
@@ -246,7 +284,7 @@ Tokenizer Tokenizer::load_hf_json(const fs::path& file) {
 }
 
 Tokenizer Tokenizer::load_vocab_merges(const fs::path& vocab_json, const fs::path& merges_txt) {
-  FileVocab v = parse_vocab(read_json(vocab_json), vocab_json.string(), {});
+  FileVocab v = parse_vocab(read_json(vocab_json), vocab_json.string(), true);
   const std::string text = io::read_text_file(merges_txt);
   std::vector<Merge> merges;
   size_t line_no = 0;
@@ -268,12 +306,15 @@ Tokenizer Tokenizer::load_vocab_merges(const fs::path& vocab_json, const fs::pat
     LOOM_CHECK(parts.size() == 2, "tokenizer: {}: expected two tokens, got {:?}", at, line);
     merges.push_back(resolve_merge(v, parts[0], parts[1], at));
   }
-  std::vector<int32_t> specials;
-  if (auto it = v.ids.find("<|endoftext|>"); it != v.ids.end()) specials.push_back(it->second);
-  return make(std::move(v), std::move(merges), std::move(specials), vocab_json);
+  std::vector<AddedToken> specials;
+  if (auto it = v.ids.find("<|endoftext|>"); it != v.ids.end())
+    specials.push_back({.id = it->second, .content = it->first});
+  return make(std::move(v), std::move(merges), std::move(specials), {}, nullptr, vocab_json);
 }
 
 void Tokenizer::save(const fs::path& file) const {
+  LOOM_CHECK(pipeline().gpt2(), "tokenizer: cannot write {}: only GPT-2 style tokenizers are "
+             "written (copy the tokenizer.json this one was read from)", file.string());
   // Written by hand: nlohmann's ordered_json inserts in linear time, too slow for 50k tokens.
   auto quoted = [](std::string_view s) { return json(s).dump(); };  // throws on bad UTF-8
   const std::string byte_level = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
