@@ -1,6 +1,8 @@
-// BPE encoding and decoding. Within a pre-token the merge of lowest rank is applied to all its
-// occurrences, left to right, before the next rank is considered (the reference encoder's
-// order, and Hugging Face's), using a heap so that long pre-tokens stay O(n log n).
+// BPE encoding and decoding. Within a pre-token the pending pair of lowest (rank, position) is
+// merged first, and the pairs a merge makes join the queue at once: Hugging Face's order. For
+// merges that only build on earlier ones (GPT-2's, any trained BPE) it equals the reference
+// encoder's (all occurrences of the lowest rank, left to right). A heap keeps long pre-tokens
+// O(n log n).
 #include "loom/tokenizer/bpe.h"
 
 #include <algorithm>
@@ -92,7 +94,7 @@ struct ThreadCache {
   std::vector<std::string_view> pieces;
   std::deque<std::string> arena;
   std::vector<Sym> syms;
-  std::vector<Candidate> heap, pending;
+  std::vector<Candidate> heap;
 };
 thread_local ThreadCache t_cache;
 
@@ -182,27 +184,23 @@ struct Tokenizer::Model {
     for (int32_t i = 0; i + 1 < n; ++i) push_pair(c, c.heap, i);
     std::make_heap(c.heap.begin(), c.heap.end());
     while (!c.heap.empty()) {
-      // One rank at a time: every occurrence, left to right; pairs it creates wait until after.
-      const int32_t rank = c.heap.front().rank;
-      c.pending.clear();
-      while (!c.heap.empty() && c.heap.front().rank == rank) {
-        std::pop_heap(c.heap.begin(), c.heap.end());
-        const Candidate k = c.heap.back();
-        c.heap.pop_back();
-        Sym& a = c.syms[k.pos];
-        if (a.id != k.left || a.next < 0 || c.syms[a.next].id != k.right) continue;
-        Sym& b = c.syms[a.next];
-        a.id = k.result;
-        b.id = -1;
-        a.next = b.next;
-        if (a.next >= 0) c.syms[a.next].prev = k.pos;
-        if (a.prev >= 0) push_pair(c, c.pending, a.prev);
-        push_pair(c, c.pending, k.pos);
-      }
-      for (const Candidate& p : c.pending) {
-        c.heap.push_back(p);
-        std::push_heap(c.heap.begin(), c.heap.end());
-      }
+      std::pop_heap(c.heap.begin(), c.heap.end());
+      const Candidate k = c.heap.back();
+      c.heap.pop_back();
+      Sym& a = c.syms[k.pos];
+      if (a.id != k.left || a.next < 0 || c.syms[a.next].id != k.right) continue;  // stale
+      Sym& b = c.syms[a.next];
+      a.id = k.result;
+      b.id = -1;
+      a.next = b.next;
+      if (a.next >= 0) c.syms[a.next].prev = k.pos;
+      // The pairs this merge makes join the queue at once: a merge's parts can come from merges
+      // of higher rank (SentencePiece-converted files such as Gemma's), and then it comes next.
+      const size_t before = c.heap.size();
+      if (a.prev >= 0) push_pair(c, c.heap, a.prev);
+      push_pair(c, c.heap, k.pos);
+      for (size_t i = before; i < c.heap.size(); ++i)
+        std::push_heap(c.heap.begin(), c.heap.begin() + ptrdiff_t(i) + 1);
     }
     for (int32_t i = 0; i >= 0; i = c.syms[i].next) c.ids.push_back(c.syms[i].id);
   }
@@ -280,13 +278,21 @@ Tokenizer::Tokenizer(std::vector<std::string> tokens, std::vector<Merge> merges,
     largest = std::max(largest, t.id);
   }
   m->added_index.assign(size_t(largest) + 1, -1);
-  for (const AddedToken& t : added) {
+  for (AddedToken t : added) {
     LOOM_CHECK(m->added_index[t.id] < 0, "tokenizer: id {} is given to two added tokens", t.id);
+    if (auto it = m->ids.find(t.content); it != m->ids.end())
+      LOOM_CHECK(it->second == t.id, "tokenizer: added token {:?} has id {} but the vocabulary "
+                 "gives it {}", t.content, t.id, it->second);
+    // A normalized token is matched, and decoded, as its normalized content (as HF does).
+    if (t.normalized && m->pipe->has_normalizer()) {
+      t.content = m->pipe->normalize(t.content);
+      m->normalized_matcher.add(t.content, t);
+    } else {
+      m->raw_matcher.add(t.content, t);
+    }
     m->added_index[t.id] = int32_t(m->added.size());
     m->added_ids.push_back(t.id);
-    m->added.push_back(t);
-    if (!t.normalized || !m->pipe->has_normalizer()) m->raw_matcher.add(t.content, t);
-    else m->normalized_matcher.add(m->pipe->normalize(t.content), t);
+    m->added.push_back(std::move(t));
   }
   m->tokens = std::move(tokens);
   m->merges = std::move(merges);

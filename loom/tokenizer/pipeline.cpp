@@ -321,7 +321,7 @@ std::string unicode_normalize(std::string_view s, Pipeline::Normalizer::Kind k) 
 
 Pipeline::Pipeline()
     : pre_tokenizers_{PreTokenizer{PreTokenizer::Kind::byte_level, {}, Behavior::isolated,
-                                   false, false, true}},
+                                   false, false, true, true}},
       decoders_{Decoder{Decoder::Kind::byte_level}} {}
 
 Pipeline Pipeline::parse(const json& normalizer, const json& pre_tokenizer, const json& decoder,
@@ -429,7 +429,8 @@ void Pipeline::pre_tokenize(std::string_view text, bool first,
             emit(s);
           } else {
             for (size_t pos = 0; pos < s.size();) {
-              const size_t len = pretoken_length(s, pos);
+              const size_t len =
+                  pretoken_length(s, pos, p.js_spaces ? Spaces::javascript : Spaces::unicode);
               emit(s.substr(pos, len));
               pos += len;
             }

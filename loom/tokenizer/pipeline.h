@@ -17,7 +17,9 @@ namespace loom::tokenizer {
 
 class Pipeline {
  public:
-  // GPT-2's: no normalizer, the ByteLevel pre-tokenizer with its regex, the ByteLevel decoder.
+  // GPT-2's: no normalizer, the ByteLevel pre-tokenizer with its regex, the ByteLevel decoder;
+  // \s in that regex as the reference encoder (JavaScript) has it, not as in tokenizer.json
+  // files (Unicode's White_Space); the two differ at U+0085 and U+FEFF.
   Pipeline();
   // From the "normalizer", "pre_tokenizer" and "decoder" values of a tokenizer.json (null:
   // none). A component Loom does not implement throws loom::Error naming `where` and it.
@@ -56,6 +58,7 @@ class Pipeline {
     bool invert = false;
     bool flag = false;  // byte_level: add_prefix_space; digits: individual; metaspace: split
     bool use_regex = false;  // byte_level
+    bool js_spaces = false;  // byte_level: \s as the reference GPT-2 encoder (JavaScript) has it
     std::string replacement = {};  // metaspace
     enum class Prepend { always, first, never } prepend = Prepend::always;  // metaspace
   };

@@ -35,7 +35,7 @@ bool is_cont(unsigned char b) { return (b & 0xC0) == 0x80; }
 
 // Decodes the non-ASCII code point at `pos`; overlong forms, surrogates, values above
 // U+10FFFF and truncated sequences yield kInvalid with length 1.
-[[gnu::noinline]] Char decode_multibyte(std::string_view s, size_t pos) {
+[[gnu::noinline]] Char decode_multibyte(std::string_view s, size_t pos, Spaces spaces) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data()) + pos;
   const size_t left = s.size() - pos;
   const unsigned char b0 = p[0];
@@ -60,15 +60,18 @@ bool is_cont(unsigned char b) { return (b & 0xC0) == 0x80; }
       len = 4;
     }
   }
-  return {cp, len, cp == kInvalid ? CharClass::other : char_class(cp)};
+  CharClass cls = cp == kInvalid ? CharClass::other : char_class(cp);
+  if (spaces == Spaces::unicode && (cp == 0x85 || cp == 0xFEFF))  // where the two sets differ
+    cls = cp == 0x85 ? CharClass::space : CharClass::other;
+  return {cp, len, cls};
 }
 
 // The character at `pos`, with ASCII (most text) decided inline.
-inline Char char_at(std::string_view s, size_t pos) {
+inline Char char_at(std::string_view s, size_t pos, Spaces spaces) {
   const auto b0 = uint8_t(s[pos]);
   if (b0 < 0x80) [[likely]]
     return {b0, 1, kAscii[b0]};
-  return decode_multibyte(s, pos);
+  return decode_multibyte(s, pos, spaces);
 }
 
 // Length of 's 't 're 've 'm 'll 'd at `pos` (which holds an apostrophe), or 0.
@@ -93,8 +96,8 @@ CharClass char_class(char32_t cp) {
   return cp <= it->hi ? it->cls : CharClass::other;
 }
 
-size_t pretoken_length(std::string_view s, size_t pos) {
-  const Char c0 = char_at(s, pos);
+size_t pretoken_length(std::string_view s, size_t pos, Spaces spaces) {
+  const Char c0 = char_at(s, pos, spaces);
   if (c0.cp == '\'') {
     if (size_t n = contraction_length(s, pos)) return n;
   }
@@ -102,7 +105,7 @@ size_t pretoken_length(std::string_view s, size_t pos) {
   size_t end = pos + c0.len;
   CharClass cls = c0.cls;
   if (c0.cp == ' ' && end < s.size()) {
-    const Char c1 = char_at(s, end);
+    const Char c1 = char_at(s, end, spaces);
     if (c1.cls != CharClass::space) {
       cls = c1.cls;
       end += c1.len;
@@ -110,7 +113,7 @@ size_t pretoken_length(std::string_view s, size_t pos) {
   }
   if (cls != CharClass::space) {
     while (end < s.size()) {
-      const Char c = char_at(s, end);
+      const Char c = char_at(s, end, spaces);
       if (c.cls != cls) break;
       end += c.len;
     }
@@ -121,7 +124,7 @@ size_t pretoken_length(std::string_view s, size_t pos) {
   size_t last = pos, count = 0;
   end = pos;
   while (end < s.size()) {
-    const Char c = char_at(s, end);
+    const Char c = char_at(s, end, spaces);
     if (c.cls != CharClass::space) break;
     last = end;
     end += c.len;

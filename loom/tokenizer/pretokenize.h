@@ -26,8 +26,13 @@ std::span<const CodeRange> code_ranges();
 
 CharClass char_class(char32_t cp);
 
+// Which characters \s matches: JavaScript's (the reference GPT-2 encoder's: Zs, TAB to CR,
+// U+2028, U+2029, U+FEFF) or Unicode's White_Space (Hugging Face tokenizers' regex engine),
+// which differ at U+0085 and U+FEFF only.
+enum class Spaces { javascript, unicode };
+
 // Byte length of the pre-token that starts at byte `pos` (< text.size()) of `text`.
-size_t pretoken_length(std::string_view text, size_t pos);
+size_t pretoken_length(std::string_view text, size_t pos, Spaces spaces = Spaces::javascript);
 
 // All pre-tokens of `text` in order; they concatenate back to `text`.
 std::vector<std::string_view> pretokenize(std::string_view text);

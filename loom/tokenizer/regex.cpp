@@ -21,6 +21,52 @@ std::string pcre2_message(int code) {
 // running for minutes (the match limit counts PCRE2's internal backtracking calls).
 constexpr uint32_t kMatchLimit = 10'000'000;
 
+// Oniguruma, the library's engine, takes \s as Unicode's White_Space; PCRE2 also counts
+// U+180E (a format character since Unicode 6.3) as space. Spelling the set out removes that
+// one difference: \s becomes the set (bare inside a class), \S outside a class its complement.
+constexpr std::string_view kWhiteSpace =
+    "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"
+    "\\x{202F}\\x{205F}\\x{3000}";
+
+std::string with_unicode_spaces(std::string_view p) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    if (c == '\\' && i + 1 < p.size()) {
+      const char e = p[++i];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpace) + "]";
+      } else {
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a member, not the end.
+      if (i + 1 < p.size() && p[i + 1] == '^') out += p[++i];
+      if (i + 1 < p.size() && p[i + 1] == ']') out += p[++i];
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < p.size() && p[i + 1] == ':') {  // [:alpha:]
+      const size_t end = p.find(":]", i + 2);
+      if (end != std::string_view::npos) {
+        out.append(p.substr(i, end + 2 - i));
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Regex::Code {
@@ -34,14 +80,15 @@ struct Regex::Code {
   }
 };
 
-Regex::Regex(std::string_view pattern, std::string_view where) : where_(where) {
+Regex::Regex(std::string_view given, std::string_view where) : where_(where) {
   int err = 0;
   PCRE2_SIZE offset = 0;
   auto c = std::make_shared<Code>();
+  const std::string pattern = with_unicode_spaces(given);
   c->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                           PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &offset, nullptr);
-  LOOM_CHECK(c->code, "tokenizer: {}: regex {:?} is not valid at offset {}: {}", where, pattern,
-             offset, pcre2_message(err));
+  LOOM_CHECK(c->code, "tokenizer: {}: regex {:?} is not valid: {}", where, given,
+             pcre2_message(err));
   c->context = pcre2_match_context_create(nullptr);
   LOOM_CHECK(c->context, "tokenizer: out of memory compiling a regex");
   pcre2_set_match_limit(c->context, kMatchLimit);
