@@ -1,9 +1,11 @@
 // `loom generate --model DIR --prompt TEXT [--max-tokens N --temperature T --top-k K --top-p P --seed S]`.
 // DIR is a Hugging Face directory (config.json + safetensors) holding the tokenizer files too,
-// or --tokenizer names them; a checkpoint's model.safetensors is read with --config.
+// or --tokenizer names them; a checkpoint's model.safetensors is read with --config. Generation
+// stops at the tokenizer's EOS tokens (tokenizer_config.json, generation_config.json).
 #include "loom/cli/commands.h"
 #include "loom/io/hf_checkpoint.h"
 #include "loom/tokenizer/bpe.h"
+#include "loom/tokenizer/config.h"
 #include "loom/train/generate.h"
 
 namespace loom::cli {
@@ -27,12 +29,15 @@ Command add_generate(CLI::App& app) {
             io::ModelWeights w = io::load_hf(a->model);
             nn::TransformerLM model(w.config);
             model.load_state_dict(w.state);
-            const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(a->tokenizer.empty() ? a->model : a->tokenizer);
+            const std::string tok_path = a->tokenizer.empty() ? a->model : a->tokenizer;
+            const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tok_path);
+            const tokenizer::TokenizerConfig tcfg = tokenizer::load_tokenizer_config(tok_path);
             std::vector<int32_t> ids = tok.encode(a->prompt, true);
-            if (auto eot = tok.special_id("<|endoftext|>")) a->gen.stop_token = *eot;
+            for (int32_t id : tokenizer::stop_tokens(tok, tcfg, a->model)) a->gen.stop_tokens.push_back(id);
             std::vector<int64_t> prompt(ids.begin(), ids.end());
             std::vector<int64_t> out = train::generate(model, prompt, a->gen);
-            if (!out.empty() && out.back() == a->gen.stop_token) out.pop_back();  // the end marker is not text
+            if (!out.empty() && std::ranges::find(a->gen.stop_tokens, out.back()) != a->gen.stop_tokens.end())
+              out.pop_back();  // the end marker is not text
             std::vector<int32_t> out32(out.begin(), out.end());
             fmt::print("{}{}\n", a->prompt, tok.decode(out32));
             return 0;

@@ -1,4 +1,4 @@
-// `loom prepare --tokenizer PATH --input FILE|DIR --output DIR [--val-fraction F]`.
+// `loom prepare --tokenizer PATH --input FILE|DIR --output DIR [--separator TOKEN] [--val-fraction F]`.
 #include "loom/cli/commands.h"
 #include "loom/data/prepare.h"
 
@@ -11,6 +11,7 @@ Command add_prepare(CLI::App& app) {
       ->required();
   cmd->add_option("--input", opt->input, "a .txt file (one document), a .jsonl file (\"text\" per line) or a directory of them")->required();
   cmd->add_option("--output", opt->output, "directory for train_*.bin and val_*.bin shards")->required();
+  cmd->add_option("--separator", opt->separator, "the token put before each document (default: the tokenizer's BOS when it adds one, else <|endoftext|>, else its EOS)");
   cmd->add_option("--val-fraction", opt->val_fraction, "fraction of documents for validation (0 = all train)");
   cmd->add_option("--shard-tokens", opt->shard_tokens, "tokens per shard");
   return {cmd, [opt](const std::shared_ptr<dist::Group>&) {

@@ -12,6 +12,7 @@
 #include "loom/data/shards.h"
 #include "loom/io/file_util.h"
 #include "loom/tokenizer/bpe.h"
+#include "loom/tokenizer/config.h"
 
 namespace loom::data {
 
@@ -69,8 +70,7 @@ PrepareStats prepare(const PrepareOptions& opt) {
   LOOM_CHECK(opt.val_fraction >= 0 && opt.val_fraction < 1, "prepare: --val-fraction {} must be in [0, 1)", opt.val_fraction);
   LOOM_CHECK(opt.shard_tokens > 0, "prepare: shard size {} must be positive", opt.shard_tokens);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(opt.tokenizer);
-  const std::optional<int32_t> eot = tok.special_id("<|endoftext|>");
-  LOOM_CHECK(eot.has_value(), "prepare: tokenizer {} has no <|endoftext|> special token", opt.tokenizer);
+  const int32_t separator = tokenizer::document_separator(tok, tokenizer::load_tokenizer_config(opt.tokenizer), opt.separator);
   const bool wide = tok.vocab_size() > 65536;
   const std::vector<fs::path> files = input_files(opt.input);
   uintmax_t total_bytes = 0, done_bytes = 0;
@@ -83,7 +83,7 @@ PrepareStats prepare(const PrepareOptions& opt) {
     std::vector<std::vector<int32_t>> encoded(docs.size());
 #pragma omp parallel for schedule(dynamic)
     for (size_t i = 0; i < docs.size(); ++i) {
-      encoded[i].push_back(*eot);
+      encoded[i].push_back(separator);
       std::vector<int32_t> ids = tok.encode(docs[i]);
       encoded[i].insert(encoded[i].end(), ids.begin(), ids.end());
     }

@@ -10,6 +10,7 @@ struct PrepareOptions {
   std::string tokenizer;  // tokenizer.json, or a directory with one of the supported layouts
   std::string input;      // a .txt/.jsonl file or a directory of them
   std::string output;     // directory for train_NNNNNN.bin / val_NNNNNN.bin
+  std::string separator;  // the token before each document; "" = the tokenizer's (see document_separator)
   double val_fraction = 0.0;
   int64_t shard_tokens = 100'000'000;  // as llm.c's shards
   bool progress = true;

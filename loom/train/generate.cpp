@@ -56,7 +56,7 @@ std::vector<int64_t> generate(const nn::TransformerLM& model, const std::vector<
     std::vector<double> last = ops::narrow(logits, 1, logits.size(1) - 1, 1).to_vector();
     const int64_t next = sample_token(last, model.config().vocab_size, opt, uint64_t(step));
     out.push_back(next);
-    if (next == opt.stop_token) break;
+    if (std::ranges::find(opt.stop_tokens, next) != opt.stop_tokens.end()) break;
     ids = Tensor::from_ints({next}, {1, 1});
   }
   return out;

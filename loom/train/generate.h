@@ -15,7 +15,7 @@ struct GenerateOptions {
   int64_t top_k = 0;         // 0 = off
   double top_p = 1.0;        // 1 = off
   uint64_t seed = 0;
-  int64_t stop_token = -1;   // generation ends after emitting it (e.g. EOT); -1 = none
+  std::vector<int64_t> stop_tokens;  // generation ends after emitting one (EOS, end of turn)
 };
 
 // Picks the next token from one row of logits (only the first vocab_size entries count).

@@ -94,3 +94,35 @@ TEST_F(DataCli, GenerateIsReproducibleFromACheckpoint) {
   EXPECT_EQ(bad.code, 2) << bad.out;
   EXPECT_NE(bad.out.find("max_seq_len"), std::string::npos) << bad.out;
 }
+
+// A real LLaMA-3 tokenizer directory: BOS before each document, ids above 65535 in uint32
+// shards, each document's ids as Hugging Face's tokenizer gives them (checked against it in
+// tests/tokenizer); --separator overrides the BOS; Qwen3 (no BOS) separates with <|endoftext|>.
+TEST_F(DataCli, PrepareWithRealTokenizers) {
+  const std::string modules = std::string(LOOM_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/";
+  if (!std::filesystem::exists(modules + "tokenizer-llama3/models/tokenizer.json"))
+    GTEST_SKIP() << "the npm tokenizer packages are missing: run scripts/install-deps";
+  struct Case {
+    std::string name, separator;
+    int32_t expected;
+  };
+  for (const Case& c : {Case{"llama3", "", 128000}, Case{"llama3", "<|end_of_text|>", 128001}, Case{"qwen3", "", 151643}}) {
+    const std::string dir = modules + "tokenizer-" + c.name + "/models";
+    const std::string out = d / ("data_" + c.name + std::to_string(c.expected));
+    RunResult p = run_loom("prepare --tokenizer " + dir + " --input " + (d / "docs.jsonl") + " --output " + out +
+                           (c.separator.empty() ? "" : " --separator '" + c.separator + "'"));
+    ASSERT_EQ(p.code, 0) << p.out;
+    const auto tok = loom::tokenizer::Tokenizer::load(dir);
+    std::vector<int32_t> expected;
+    for (int i = 0; i < 10; ++i)
+      for (const auto& doc : kDocs) {
+        expected.push_back(c.expected);
+        for (int32_t id : tok.encode(doc)) expected.push_back(id);
+      }
+    EXPECT_EQ(shard_tokens(out + "/train_000000.bin"), expected) << c.name;
+  }
+  RunResult bad = run_loom("prepare --tokenizer " + modules + "tokenizer-llama3/models --input " + (d / "docs.jsonl") + " --output " +
+                           (d / "bad") + " --separator '<|no such token|>'");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("--separator \"<|no such token|>\" is not a token"), std::string::npos) << bad.out;
+}
