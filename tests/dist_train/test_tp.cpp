@@ -59,10 +59,11 @@ TEST(TensorParallelCheckpoint, VocabularyPaddingForTpIsNotInTheCheckpoint) {
 }
 
 // model.init = "hf:DIR" under tp and pp: each rank reads only its blocks from the mapped
-// safetensors (GPT-2's are Conv1D-transposed, its q/k/v fused, its head tied) or from a Loom
-// checkpoint; the runs train as one process does from the same weights.
+// safetensors (GPT-2's are Conv1D-transposed, its q/k/v fused, its head tied; Qwen3's q/k norms
+// whole on every rank) or from a Loom checkpoint; the runs train as one process does from the
+// same weights.
 TEST(ModelParallelInit, ReadsAHuggingFaceDirectoryBlockByBlock) {
-  for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
+  for (const char* preset : {"llama-tiny", "gpt2-tiny", "qwen3-tiny"}) {
     Scratch d;
     const std::string model = std::string(" --model.preset=") + preset;
     train(d, Layout{0, 0, 4, 1}, "pre", model + " --training.steps=5");
