@@ -63,6 +63,23 @@ int64_t head_dim_of(int64_t C, int64_t H) {
   return C / H;
 }
 
+// RoPE's base: transformers >= 5 writes it inside "rope_parameters" ({"rope_type": "default",
+// "rope_theta": ...}), older versions as "rope_theta". Anything else there (another rope_type,
+// a partial rotary factor, per-layer-type settings) is refused, never read as the default base.
+double rope_theta_of(const json& j) {
+  const json* p = find(j, "rope_parameters");
+  if (!p) return float_field(j, "rope_theta", 10000.0);
+  LOOM_CHECK(p->is_object() && find(*p, "rope_theta"), "hf config: rope_parameters {} have no rope_theta", p->dump().substr(0, 200));
+  for (const auto& [key, value] : p->items())
+    LOOM_CHECK(key == "rope_theta" || (key == "rope_type" && value == "default") || (key == "partial_rotary_factor" && value == 1),
+               "hf config: rope_parameters entry \"{}\": {} is not supported (only rope_type \"default\" over the whole head)", key,
+               value.dump());
+  const double theta = float_field(*p, "rope_theta", 0.0);
+  LOOM_CHECK(!find(j, "rope_theta") || float_field(j, "rope_theta", theta) == theta,
+             "hf config: rope_theta {} differs from rope_parameters' {}", j.at("rope_theta").dump(), theta);
+  return theta;
+}
+
 ModelConfig gpt2_config(const json& j) {
   ModelConfig c;  // the defaults are GPT-2's
   c.vocab_size = int_field(j, "vocab_size");
@@ -96,7 +113,7 @@ ModelConfig llama_config(const json& j, const std::string& family) {
   c.head_dim = find(j, "head_dim") ? int_field(j, "head_dim") : head_dim_of(c.n_embd, c.n_head);
   c.max_seq_len = int_field(j, "max_position_embeddings");
   c.norm_eps = float_field(j, "rms_norm_eps", 1e-6);
-  c.rope_theta = float_field(j, "rope_theta", 10000.0);
+  c.rope_theta = rope_theta_of(j);
   c.init_std = float_field(j, "initializer_range", 0.02);
   c.tied_head = bool_field(j, "tie_word_embeddings", false);
   c.rms_norm = c.rope = c.swiglu = true;

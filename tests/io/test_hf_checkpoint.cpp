@@ -390,6 +390,11 @@ TEST(HfConfig, ReadsHuggingFaceConfigs) {
     "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
     "transformers_version": "4.51.0", "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})");
   expect_same_config(models::config_from_hf_json(qwen3), models::preset("qwen3-0.6B"));
+  // transformers >= 5 writes RoPE's base inside rope_parameters.
+  json v5 = qwen3;
+  v5.erase("rope_theta");
+  v5["rope_parameters"] = {{"rope_theta", 1000000.0}, {"rope_type", "default"}};
+  expect_same_config(models::config_from_hf_json(v5), models::preset("qwen3-0.6B"));
 }
 
 TEST(HfConfig, RejectsWhatLoomCannotRun) {
@@ -403,6 +408,10 @@ TEST(HfConfig, RejectsWhatLoomCannotRun) {
   expect_error(with("hidden_size", "64"), {"field 'hidden_size' is \"64\", not a positive integer"});
   expect_error(with("num_hidden_layers", -1), {"field 'num_hidden_layers' is -1"});
   expect_error(with("rope_scaling", {{"rope_type", "llama3"}, {"factor", 32.0}}), {"rope_scaling", "is not supported"});
+  expect_error(with("rope_parameters", {{"rope_type", "yarn"}, {"rope_theta", 1e6}}), {"entry \"rope_type\": \"yarn\" is not supported"});
+  expect_error(with("rope_parameters", {{"rope_theta", 1e6}, {"partial_rotary_factor", 0.25}}), {"\"partial_rotary_factor\": 0.25"});
+  expect_error(with("rope_parameters", {{"full_attention", {{"rope_theta", 1e6}}}}), {"have no rope_theta"});
+  expect_error(with("rope_parameters", {{"rope_theta", 1e6}}), {"rope_theta 10000.0 differs from rope_parameters' 1000000"});
   expect_error(with("hidden_act", "gelu"), {"hidden_act 'gelu' is not supported"});
   expect_error(with("attention_bias", true), {"attention_bias / mlp_bias are not supported"});
   expect_error(with("num_key_value_heads", 3), {"n_head 4 is not a multiple of n_kv_head 3"});
