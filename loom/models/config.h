@@ -1,4 +1,4 @@
-// ModelConfig: the one description that covers GPT-2 and the LLaMA family (LLaMA, Qwen2,
+// ModelConfig: the one description that covers GPT-2 and the LLaMA family (LLaMA, Qwen2, Qwen3,
 // Mistral shapes) for the generic TransformerLM, plus the named presets.
 #pragma once
 
@@ -9,11 +9,11 @@
 namespace loom::models {
 
 struct ModelConfig {
-  std::string family = "gpt2";  // "gpt2" | "llama" | "qwen2" | "mistral": selects the HF name map
+  std::string family = "gpt2";  // "gpt2" | "llama" | "qwen2" | "qwen3" | "mistral": selects the HF name map
   int64_t vocab_size = 50257;
   int64_t padded_vocab = 50304;  // rows of the embedding; logits past vocab_size are padding
   int64_t n_layer = 12, n_head = 12, n_kv_head = 12, n_embd = 768;
-  int64_t head_dim = 64;
+  int64_t head_dim = 64;        // D: may differ from n_embd / n_head (q/o projections are n_head·D wide)
   int64_t intermediate = 3072;  // MLP hidden size
   int64_t max_seq_len = 1024;
   bool rms_norm = false;        // else LayerNorm with bias
@@ -23,6 +23,7 @@ struct ModelConfig {
   bool swiglu = false;          // else GELU(tanh) MLP
   bool linear_bias = true;      // biases on every linear (GPT-2)
   bool qkv_bias = false;        // biases on q/k/v only (Qwen2)
+  bool qk_norm = false;         // RMSNorm (weight (D), eps norm_eps) of each head's q and k before RoPE (Qwen3)
   bool tied_head = true;
 
   // GPT-2 1/sqrt(2L) scaling of the residual projections' init std.

@@ -1,4 +1,5 @@
-// Hugging Face name maps and config.json conversion for GPT-2 and the LLaMA family.
+// Hugging Face name maps and config.json conversion for GPT-2 and the LLaMA family (LLaMA,
+// Qwen2, Qwen3, Mistral).
 // The map is one table per config; to_hf_tensors and from_hf_tensors both walk it, so the
 // two directions cannot disagree.
 #include "loom/models/hf_names.h"
@@ -62,6 +63,23 @@ int64_t head_dim_of(int64_t C, int64_t H) {
   return C / H;
 }
 
+// RoPE's base: transformers >= 5 writes it inside "rope_parameters" ({"rope_type": "default",
+// "rope_theta": ...}), older versions as "rope_theta". Anything else there (another rope_type,
+// a partial rotary factor, per-layer-type settings) is refused, never read as the default base.
+double rope_theta_of(const json& j) {
+  const json* p = find(j, "rope_parameters");
+  if (!p) return float_field(j, "rope_theta", 10000.0);
+  LOOM_CHECK(p->is_object() && find(*p, "rope_theta"), "hf config: rope_parameters {} have no rope_theta", p->dump().substr(0, 200));
+  for (const auto& [key, value] : p->items())
+    LOOM_CHECK(key == "rope_theta" || (key == "rope_type" && value == "default") || (key == "partial_rotary_factor" && value == 1),
+               "hf config: rope_parameters entry \"{}\": {} is not supported (only rope_type \"default\" over the whole head)", key,
+               value.dump());
+  const double theta = float_field(*p, "rope_theta", 0.0);
+  LOOM_CHECK(!find(j, "rope_theta") || float_field(j, "rope_theta", theta) == theta,
+             "hf config: rope_theta {} differs from rope_parameters' {}", j.at("rope_theta").dump(), theta);
+  return theta;
+}
+
 ModelConfig gpt2_config(const json& j) {
   ModelConfig c;  // the defaults are GPT-2's
   c.vocab_size = int_field(j, "vocab_size");
@@ -95,12 +113,13 @@ ModelConfig llama_config(const json& j, const std::string& family) {
   c.head_dim = find(j, "head_dim") ? int_field(j, "head_dim") : head_dim_of(c.n_embd, c.n_head);
   c.max_seq_len = int_field(j, "max_position_embeddings");
   c.norm_eps = float_field(j, "rms_norm_eps", 1e-6);
-  c.rope_theta = float_field(j, "rope_theta", 10000.0);
+  c.rope_theta = rope_theta_of(j);
   c.init_std = float_field(j, "initializer_range", 0.02);
   c.tied_head = bool_field(j, "tie_word_embeddings", false);
   c.rms_norm = c.rope = c.swiglu = true;
   c.linear_bias = false;
   c.qkv_bias = family == "qwen2";
+  c.qk_norm = family == "qwen3";
   const std::string act = string_field(j, "hidden_act", "silu");
   LOOM_CHECK(act == "silu", "hf config: hidden_act '{}' is not supported (Loom's SwiGLU uses silu)", act);
   LOOM_CHECK(!find(j, "rope_scaling"), "hf config: rope_scaling {} is not supported", j.at("rope_scaling").dump());
@@ -125,6 +144,7 @@ void check_hf_compatible(const ModelConfig& c) {
   need("swiglu", c.swiglu, !gpt2);
   need("linear_bias", c.linear_bias, gpt2);
   need("qkv_bias", c.qkv_bias, c.family == "qwen2");
+  need("qk_norm", c.qk_norm, c.family == "qwen3");
   if (gpt2) {
     need("n_kv_head", c.n_kv_head, c.n_head);
     need("head_dim", c.head_dim, c.n_embd / c.n_head);
@@ -156,9 +176,9 @@ std::vector<HfTensor> hf_tensor_map(const ModelConfig& c) {
     add(hf + ".weight", std::move(weights), gpt2, false);
     if (bias) add(hf + ".bias", std::move(biases), false, false);
   };
-  auto norm = [&](const std::string& hf, const std::string& loom) {
-    add(hf + ".weight", {{loom + ".weight", {C}}}, false, false);
-    if (!c.rms_norm) add(hf + ".bias", {{loom + ".bias", {C}}}, false, false);
+  auto norm = [&](const std::string& hf, const std::string& loom, int64_t dim) {
+    add(hf + ".weight", {{loom + ".weight", {dim}}}, false, false);
+    if (!c.rms_norm) add(hf + ".bias", {{loom + ".bias", {dim}}}, false, false);
   };
   const bool qkv_bias = c.linear_bias || c.qkv_bias, bias = c.linear_bias;
 
@@ -168,26 +188,30 @@ std::vector<HfTensor> hf_tensor_map(const ModelConfig& c) {
     const std::string l = fmt::format("layers.{}.", i);
     if (gpt2) {
       const std::string h = fmt::format("h.{}.", i);
-      norm(h + "ln_1", l + "attn_norm");
+      norm(h + "ln_1", l + "attn_norm", C);
       linear(h + "attn.c_attn", {{l + "attn.wq", Dq}, {l + "attn.wk", Dkv}, {l + "attn.wv", Dkv}}, C, qkv_bias);
       linear(h + "attn.c_proj", {{l + "attn.wo", C}}, Dq, bias);
-      norm(h + "ln_2", l + "mlp_norm");
+      norm(h + "ln_2", l + "mlp_norm", C);
       linear(h + "mlp.c_fc", {{l + "mlp.fc", I}}, C, bias);
       linear(h + "mlp.c_proj", {{l + "mlp.proj", C}}, I, bias);
     } else {
       const std::string h = fmt::format("model.layers.{}.", i);
-      norm(h + "input_layernorm", l + "attn_norm");
+      norm(h + "input_layernorm", l + "attn_norm", C);
       linear(h + "self_attn.q_proj", {{l + "attn.wq", Dq}}, C, qkv_bias);
       linear(h + "self_attn.k_proj", {{l + "attn.wk", Dkv}}, C, qkv_bias);
       linear(h + "self_attn.v_proj", {{l + "attn.wv", Dkv}}, C, qkv_bias);
       linear(h + "self_attn.o_proj", {{l + "attn.wo", C}}, Dq, bias);
-      norm(h + "post_attention_layernorm", l + "mlp_norm");
+      if (c.qk_norm) {
+        norm(h + "self_attn.q_norm", l + "attn.q_norm", c.head_dim);
+        norm(h + "self_attn.k_norm", l + "attn.k_norm", c.head_dim);
+      }
+      norm(h + "post_attention_layernorm", l + "mlp_norm", C);
       linear(h + "mlp.gate_proj", {{l + "mlp.gate", I}}, C, bias);
       linear(h + "mlp.up_proj", {{l + "mlp.up", I}}, C, bias);
       linear(h + "mlp.down_proj", {{l + "mlp.down", C}}, I, bias);
     }
   }
-  norm(gpt2 ? "ln_f" : "model.norm", "norm");
+  norm(gpt2 ? "ln_f" : "model.norm", "norm", C);
   if (!c.tied_head) add("lm_head.weight", {{"lm_head.weight", {c.padded_vocab, C}}}, false, true);
   return map;
 }
@@ -269,8 +293,8 @@ std::map<std::string, Tensor> from_hf_tensors(const ModelConfig& c, const std::m
 ModelConfig config_from_hf_json(const json& j) {
   LOOM_CHECK(j.is_object(), "hf config: expected a JSON object, got {}", j.dump().substr(0, 80));
   const std::string type = string_field(j, "model_type", "");
-  LOOM_CHECK(type == "gpt2" || type == "llama" || type == "qwen2" || type == "mistral",
-             "hf config: model_type '{}' is not supported (gpt2, llama, qwen2, mistral)", type);
+  LOOM_CHECK(type == "gpt2" || type == "llama" || type == "qwen2" || type == "qwen3" || type == "mistral",
+             "hf config: model_type '{}' is not supported (gpt2, llama, qwen2, qwen3, mistral)", type);
   ModelConfig c = type == "gpt2" ? gpt2_config(j) : llama_config(j, type);
   check_hf_compatible(c);
   return c;
@@ -294,7 +318,7 @@ json hf_config_json(const ModelConfig& c) {
             {"torch_dtype", "float32"}};
   }
   const std::map<std::string, std::string> arch = {
-      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"mistral", "MistralForCausalLM"}};
+      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}, {"mistral", "MistralForCausalLM"}};
   json j = {{"architectures", json::array({arch.at(c.family)})},
             {"model_type", c.family},
             {"vocab_size", c.vocab_size},
@@ -312,12 +336,12 @@ json hf_config_json(const ModelConfig& c) {
             {"initializer_range", c.init_std},
             {"tie_word_embeddings", c.tied_head},
             {"torch_dtype", "float32"}};
-  if (c.family == "llama") {
+  if (c.family == "llama" || c.family == "qwen3") {
     j["attention_bias"] = false;
     j["mlp_bias"] = false;
   }
   if (c.family == "mistral") j["sliding_window"] = nullptr;  // Loom attends over the whole context
-  if (c.family == "qwen2") j["use_sliding_window"] = false;
+  if (c.family == "qwen2" || c.family == "qwen3") j["use_sliding_window"] = false;
   return j;
 }
 

@@ -1,5 +1,5 @@
 // Hugging Face name maps: which HF tensor holds which Loom parameters for each family (GPT-2,
-// LLaMA, Qwen2, Mistral), the conversions between a TransformerLM state dict and HF tensors,
+// LLaMA, Qwen2, Qwen3, Mistral), the conversions between a TransformerLM state dict and HF tensors,
 // and config.json <-> ModelConfig.
 #pragma once
 

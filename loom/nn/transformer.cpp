@@ -21,6 +21,10 @@ Attention::Attention(const ModelConfig& c, bool defer) : c_(c) {
   register_module("wk", wk, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b, defer));
   register_module("wv", wv, std::make_shared<Linear>(c.n_embd, c.n_kv_head * c.head_dim, qkv_b, defer));
   register_module("wo", wo, std::make_shared<Linear>(c.n_head * c.head_dim, c.n_embd, c.linear_bias, defer));
+  if (c.qk_norm) {
+    register_module("q_norm", q_norm, std::make_shared<Norm>(c.head_dim, c.rms_norm, c.norm_eps, defer));
+    register_module("k_norm", k_norm, std::make_shared<Norm>(c.head_dim, c.rms_norm, c.norm_eps, defer));
+  }
 }
 
 Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const {
@@ -30,6 +34,10 @@ Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cac
   Tensor q = ops::reshape(wq->forward(x), {B, T, H, D});    // (B, T, H, D)
   Tensor k = ops::reshape(wk->forward(x), {B, T, Hkv, D});  // (B, T, Hkv, D)
   Tensor v = ops::reshape(wv->forward(x), {B, T, Hkv, D});
+  if (q_norm) {  // over D, per head and position; the cache keeps k normed and rotated
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
   if (c_.rope) {
     q = ops::rope(q, c_.rope_theta, positions);
     k = ops::rope(k, c_.rope_theta, positions);

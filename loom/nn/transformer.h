@@ -2,7 +2,8 @@
 // between them is a ModelConfig field. Parameter names (Loom's own, mapped 1:1 to HF names by
 // each family's name map):
 //   tok_emb.weight, pos_emb.weight (learned positions only),
-//   layers.{i}.attn_norm.*, layers.{i}.attn.{wq,wk,wv,wo}.*, layers.{i}.mlp_norm.*,
+//   layers.{i}.attn_norm.*, layers.{i}.attn.{wq,wk,wv,wo}.*, layers.{i}.attn.{q_norm,k_norm}.weight
+//   (qk_norm only), layers.{i}.mlp_norm.*,
 //   layers.{i}.mlp.{fc,proj}.* (GELU) or layers.{i}.mlp.{gate,up,down}.* (SwiGLU),
 //   norm.*, lm_head.weight (untied head only).
 #pragma once
@@ -27,7 +28,8 @@ class Attention : public Module {
   explicit Attention(const models::ModelConfig& c, bool defer = false);
   // x: (B, T, C); positions: (T) absolute positions. cache may be null.
   Tensor forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const;
-  std::shared_ptr<Linear> wq, wk, wv, wo;
+  std::shared_ptr<Linear> wq, wk, wv, wo;  // wq: (H·D, C), wk/wv: (Hkv·D, C), wo: (C, H·D)
+  std::shared_ptr<Norm> q_norm, k_norm;    // (D) each, over each head's q and k before RoPE (qk_norm only)
 
  private:
   models::ModelConfig c_;

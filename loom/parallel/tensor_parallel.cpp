@@ -59,17 +59,16 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
   return bias.defined() ? ops::add(y, copy_to(bias, group_)) : y;
 }
 
-TensorParallelNorm::TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
-    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps(), !whole.weight.has_memory()), group_(std::move(group)),
-      sequence_parallel_(sequence_parallel) {
+TensorParallelNorm::TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, Input input)
+    : nn::Norm(whole.weight.size(0), whole.rms(), whole.eps(), !whole.weight.has_memory()), group_(std::move(group)), input_(input) {
   copy_slice(weight, whole.weight, 0, 0);
   if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
 }
 
 Tensor TensorParallelNorm::forward(const Tensor& x) const {
-  if (!sequence_parallel_) return copy_to(apply(x, weight, bias), group_);
+  if (input_ == Input::whole) return copy_to(apply(x, weight, bias), group_);
   const Tensor y = apply(x, copy_to(weight, group_), bias.defined() ? copy_to(bias, group_) : bias);
-  return all_gather_to(y, group_, 1);
+  return input_ == Input::sequence ? all_gather_to(y, group_, 1) : y;
 }
 
 SequenceParallelPositions::SequenceParallelPositions(const nn::Embedding& whole, std::shared_ptr<dist::Group> group)
@@ -104,6 +103,11 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   auto row = [&](const std::string& path) {
     replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group, sequence_parallel); }, 1, 1);
   };
+  // Norms stay whole (not in the layout); outer: those between the tensor-parallel regions.
+  const TensorParallelNorm::Input outer = sequence_parallel ? TensorParallelNorm::Input::sequence : TensorParallelNorm::Input::whole;
+  auto norm = [&](const std::string& path, TensorParallelNorm::Input input) {
+    model.replace_module(path, std::make_shared<TensorParallelNorm>(dynamic_cast<nn::Norm&>(*model.module_at(path)), group, input));
+  };
   // The vocabulary: the embedding first, so that a tied head shares its block.
   auto emb = std::make_shared<VocabParallelEmbedding>(*model.tok_emb, group, sequence_parallel);
   model.replace_module("tok_emb", emb);
@@ -118,11 +122,11 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
     row(block + "attn.wo");
     for (const char* p : c.swiglu ? std::vector<const char*>{"mlp.gate", "mlp.up"} : std::vector<const char*>{"mlp.fc"}) column(block + p);
     row(block + (c.swiglu ? "mlp.down" : "mlp.proj"));
-    for (const char* p : {"attn_norm", "mlp_norm"})
-      model.replace_module(block + p,
-                           std::make_shared<TensorParallelNorm>(dynamic_cast<nn::Norm&>(*model.module_at(block + p)), group, sequence_parallel));
+    for (const char* p : {"attn_norm", "mlp_norm"}) norm(block + p, outer);
+    if (c.qk_norm)
+      for (const char* p : {"attn.q_norm", "attn.k_norm"}) norm(block + p, TensorParallelNorm::Input::heads);
   }
-  model.replace_module("norm", std::make_shared<TensorParallelNorm>(*model.norm, group, sequence_parallel));
+  norm("norm", outer);
   if (sequence_parallel && model.pos_emb) model.replace_module("pos_emb", std::make_shared<SequenceParallelPositions>(*model.pos_emb, group));
   return layout;
 }

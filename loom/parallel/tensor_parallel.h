@@ -6,7 +6,8 @@
 // projections (fc, or SwiGLU's gate and up) are column-parallel and its down projection
 // row-parallel. The token embedding and the head are split by vocabulary (vocab_parallel.h).
 // Norms, learned positions and row-parallel biases stay whole; their gradients come out
-// identical on every rank of the group, so they need no communication.
+// identical on every rank of the group, so they need no communication — except those of the
+// per-head q/k norms (Qwen3), which see only this rank's heads and are summed over the group.
 // With fewer kv heads than ranks (the ranks a multiple of them), each kv head's k/v rows are
 // replicated on the ranks whose query heads use it.
 // Sequence parallelism (Megatron's): between the tensor-parallel regions — norms, residual adds,
@@ -55,18 +56,25 @@ class RowParallelLinear : public nn::Linear {
   bool sequence_parallel_;
 };
 
-// A norm ahead of column-parallel linears: its output goes to them through copy_to (backward:
-// one all-reduce of the input gradient for all of them). Under sequence parallelism it runs on
-// this rank's positions (B, T/n, C) and gathers the sequence (backward: reduce-scatter), and its
-// parameters' gradients, from this rank's positions only, are summed over the group.
+// A norm of a tensor-parallel model, its parameters whole on every rank; what it does depends
+// on where its input lies:
+// - whole: a norm ahead of column-parallel linears: its output goes to them through copy_to
+//   (backward: one all-reduce of the input gradient for all of them);
+// - sequence: the same under sequence parallelism: it runs on this rank's positions (B, T/n, C)
+//   and gathers the sequence (backward: reduce-scatter);
+// - heads: a per-head norm inside attention (Qwen3's q/k norms over D) on this rank's heads,
+//   whose output stays with them.
+// Under sequence and heads, the parameters' gradients, from this rank's positions or heads only,
+// are summed over the group.
 class TensorParallelNorm : public nn::Norm {
  public:
-  TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel);
+  enum class Input { whole, sequence, heads };
+  TensorParallelNorm(const nn::Norm& whole, std::shared_ptr<dist::Group> group, Input input);
   Tensor forward(const Tensor& x) const override;
 
  private:
   std::shared_ptr<dist::Group> group_;
-  bool sequence_parallel_;
+  Input input_;
 };
 
 // Learned positions under sequence parallelism: the rows of this rank's positions (T/n of T).

@@ -74,7 +74,7 @@ ModelBuild build_model(const TrainConfig& cfg) {
 
 double flops_per_token(const nn::TransformerLM& model, int64_t T) {
   const auto& c = model.config();
-  return 6.0 * double(model.num_parameters()) + 6.0 * double(c.n_layer) * double(c.n_embd) * double(T);
+  return 6.0 * double(model.num_parameters()) + 6.0 * double(c.n_layer) * double(c.n_head * c.head_dim) * double(T);
 }
 
 Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world) : cfg_(std::move(cfg)), world_(std::move(world)) {

@@ -23,7 +23,8 @@ struct ModelBuild {
 };
 ModelBuild build_model(const TrainConfig& cfg);
 
-// FLOPs of one training token: 6N + 6·L·C·T (PaLM's estimate, attention included).
+// FLOPs of one training token: 6N + 6·L·H·D·T (PaLM's estimate, attention included; H·D is C
+// unless head_dim differs from C/H, as Qwen3's does).
 double flops_per_token(const nn::TransformerLM& model, int64_t T);
 
 class Trainer {

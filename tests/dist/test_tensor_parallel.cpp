@@ -3,8 +3,9 @@
 // the matching block of the whole one, its rows past the whole vocabulary (padding for tp) zero —
 // for GPT-2 (biases, GELU MLP, tied head; its 256-token vocabulary padded to 512 at 4 ranks) and
 // Qwen2 (q/k/v biases, grouped-query attention, SwiGLU, tied head; at 4 ranks each of its 2 kv
-// heads replicated on 2) and LLaMA (untied head, one kv head replicated on every rank) shapes;
-// GPT-2 and Qwen2 also with sequence parallelism.
+// heads replicated on 2), Qwen3 (per-head q/k norms, whole on every rank, their gradients summed
+// over the heads of all ranks; head_dim 32 != C/H) and LLaMA (untied head, one kv head replicated
+// on every rank) shapes; GPT-2, Qwen2 and Qwen3 also with sequence parallelism.
 #include "loom/core/rng.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
@@ -58,6 +59,7 @@ void expect_matches_one_process(models::ModelConfig c, bool sequence_parallel = 
 TEST(TensorParallel, GradientsMatchOneProcess) {
   expect_matches_one_process(models::preset("gpt2-tiny"));
   expect_matches_one_process(models::preset("qwen2-tiny"));  // 2 kv heads: each on 2 of 4 ranks
+  expect_matches_one_process(models::preset("qwen3-tiny"));
   models::ModelConfig llama = models::preset("llama-tiny");
   llama.n_kv_head = 1;  // one kv head on every rank
   expect_matches_one_process(llama);
@@ -68,6 +70,7 @@ TEST(TensorParallel, GradientsMatchOneProcess) {
 TEST(TensorParallel, SequenceParallelGradientsMatchOneProcess) {
   expect_matches_one_process(models::preset("gpt2-tiny"), true);
   expect_matches_one_process(models::preset("qwen2-tiny"), true);
+  expect_matches_one_process(models::preset("qwen3-tiny"), true);
 }
 
 TEST(TensorParallel, SizesThatDoNotSplitAreNamed) {

@@ -2,8 +2,9 @@
 // the per-step losses and gradient norms of one process on the same global batch (within 1e-5
 // relative) and, read back from its sharded checkpoint as a whole model, the same parameters
 // (within 1e-5 at lr 1e-4), for LLaMA-GQA at tp 2 (with and without data parallelism and ZeRO) and at tp 4
-// (its 2 kv heads each replicated on 2 ranks), and GPT-2 at tp 4; with sequence parallelism
-// LLaMA at tp 2 and dp 2 × tp 2, GPT-2 at tp 4 with ZeRO-3. A checkpoint written under
+// (its 2 kv heads each replicated on 2 ranks), Qwen3 (per-head q/k norms whole on every rank) at
+// tp 4, and GPT-2 at tp 4; with sequence parallelism LLaMA at tp 2 and dp 2 × tp 2, Qwen3 at
+// dp 2 × tp 2 with ZeRO-1, GPT-2 at tp 4 with ZeRO-3. A checkpoint written under
 // dp 2 × tp 2 resumes under one process, under tp 2 alone, under tp 4 (kv heads replicated, the
 // vocabulary padded further for tp) and under dp 4 with the losses of the run that never
 // stopped; one written at tp 4 resumes at tp 2 and in one process.
@@ -22,8 +23,9 @@ TEST(TensorParallel, MatchesOneProcessOnTheSameGlobalBatch) {
   const TpCase cases[] = {{"llama-tiny", {2, 0, 4, 1, 2}},       {"llama-tiny", {4, 1, 1, 2, 2}},
                           {"llama-tiny", {4, 2, 4, 1, 4}},       {"llama-tiny", {2, 0, 4, 1, 2}, true},
                           {"llama-tiny", {4, 1, 1, 2, 2}, true}, {"gpt2-tiny", {4, 0, 4, 1, 4}},
-                          {"gpt2-tiny", {4, 3, 4, 1, 4}, true}};
-  for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
+                          {"gpt2-tiny", {4, 3, 4, 1, 4}, true},  {"qwen3-tiny", {4, 0, 4, 1, 4}},
+                          {"qwen3-tiny", {4, 1, 2, 1, 2}, true}};
+  for (const char* preset : {"llama-tiny", "gpt2-tiny", "qwen3-tiny"}) {
     Scratch d;
     // lr 1e-4: AdamW's rounding noise on near-zero gradients scales with lr (see expect_same_params).
     const std::string model = std::string(" --optimizer.lr=1e-4 --model.preset=") + preset;
@@ -57,10 +59,11 @@ TEST(TensorParallelCheckpoint, VocabularyPaddingForTpIsNotInTheCheckpoint) {
 }
 
 // model.init = "hf:DIR" under tp and pp: each rank reads only its blocks from the mapped
-// safetensors (GPT-2's are Conv1D-transposed, its q/k/v fused, its head tied) or from a Loom
-// checkpoint; the runs train as one process does from the same weights.
+// safetensors (GPT-2's are Conv1D-transposed, its q/k/v fused, its head tied; Qwen3's q/k norms
+// whole on every rank) or from a Loom checkpoint; the runs train as one process does from the
+// same weights.
 TEST(ModelParallelInit, ReadsAHuggingFaceDirectoryBlockByBlock) {
-  for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
+  for (const char* preset : {"llama-tiny", "gpt2-tiny", "qwen3-tiny"}) {
     Scratch d;
     const std::string model = std::string(" --model.preset=") + preset;
     train(d, Layout{0, 0, 4, 1}, "pre", model + " --training.steps=5");

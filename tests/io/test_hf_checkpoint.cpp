@@ -1,5 +1,5 @@
 // Hugging Face checkpoints: name maps against the real model, save/load round trips for
-// GPT-2, LLaMA and Qwen2, GPT-2's Conv1D layout checked against hand-built tensors, sharded
+// GPT-2, LLaMA, Qwen2 and Qwen3, GPT-2's Conv1D layout checked against hand-built tensors, sharded
 // directories, config.json conversion, and every bad input rejected naming the tensor or field.
 #include <gtest/gtest.h>
 
@@ -38,6 +38,7 @@ void expect_same_config(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.swiglu, b.swiglu);
   EXPECT_EQ(a.linear_bias, b.linear_bias);
   EXPECT_EQ(a.qkv_bias, b.qkv_bias);
+  EXPECT_EQ(a.qk_norm, b.qk_norm);
   EXPECT_EQ(a.tied_head, b.tied_head);
   EXPECT_EQ(a.init_std, b.init_std);
 }
@@ -60,7 +61,8 @@ std::vector<ModelConfig> test_configs() {
   ModelConfig llama_tied = models::preset("llama-tiny");
   llama_tied.tied_head = true;
   llama_tied.family = "mistral";
-  return {models::preset("gpt2-tiny"), models::preset("llama-tiny"), models::preset("qwen2-tiny"), gpt2_padded, llama_tied};
+  return {models::preset("gpt2-tiny"), models::preset("llama-tiny"), models::preset("qwen2-tiny"), models::preset("qwen3-tiny"), gpt2_padded,
+          llama_tied};
 }
 
 }  // namespace
@@ -147,6 +149,39 @@ TEST(HfCheckpoint, WritesHuggingFaceNamesAndLayouts) {
   nn::TransformerLM lm(l);
   save_hf(dir / "l", l, lm.state_dict());
   EXPECT_EQ(read_safetensors(dir / "l" / "model.safetensors").at("lm_head.weight").shape(), (Shape{256, 64}));
+}
+
+// Qwen3: per-head q/k norms of D = 32 (not C/H = 16) under their HF names, q/o projections
+// H·D = 128 wide, and the config.json fields transformers' Qwen3Config reads.
+TEST(HfCheckpoint, WritesQwen3NamesAndConfig) {
+  TempDir dir;
+  ModelConfig c = models::preset("qwen3-tiny");  // C 64, 4 heads and 2 kv heads of 32, I 160, tied
+  nn::TransformerLM m(c);
+  m.init(4);
+  save_hf(dir / "q3", c, m.state_dict());
+  TensorMap f = read_safetensors(dir / "q3" / "model.safetensors");
+  EXPECT_EQ(f.at("model.layers.1.self_attn.q_norm.weight").shape(), (Shape{32}));
+  EXPECT_EQ(f.at("model.layers.1.self_attn.k_norm.weight").shape(), (Shape{32}));
+  EXPECT_EQ(f.at("model.layers.0.self_attn.q_proj.weight").shape(), (Shape{128, 64}));
+  EXPECT_EQ(f.at("model.layers.0.self_attn.k_proj.weight").shape(), (Shape{64, 64}));
+  EXPECT_EQ(f.at("model.layers.0.self_attn.o_proj.weight").shape(), (Shape{64, 128}));
+  for (const char* absent : {"model.layers.0.self_attn.q_proj.bias", "model.layers.0.self_attn.q_norm.bias", "lm_head.weight"})
+    EXPECT_EQ(f.count(absent), 0u) << absent;
+  EXPECT_EQ(f.size(), 1u + 2 * 11 + 1);  // embedding, 11 tensors per layer, final norm
+  const auto s = m.state_dict();
+  EXPECT_EQ(bytes_of(f.at("model.layers.1.self_attn.k_norm.weight")), bytes_of(s.at("layers.1.attn.k_norm.weight")));
+  const json j = json::parse(read_bytes(dir / "q3" / "config.json"));
+  EXPECT_EQ(j.at("architectures")[0], "Qwen3ForCausalLM");
+  EXPECT_EQ(j.at("model_type"), "qwen3");
+  EXPECT_EQ(j.at("head_dim"), 32);
+  EXPECT_EQ(j.at("hidden_size"), 64);
+  EXPECT_EQ(j.at("num_attention_heads"), 4);
+  EXPECT_EQ(j.at("num_key_value_heads"), 2);
+  EXPECT_EQ(j.at("tie_word_embeddings"), true);
+  EXPECT_EQ(j.at("rope_theta"), 1000000.0);
+  EXPECT_EQ(j.at("rms_norm_eps"), 1e-6);
+  EXPECT_EQ(j.at("attention_bias"), false);
+  EXPECT_EQ(j.at("use_sliding_window"), false);
 }
 
 // GPT-2 HF tensors built by hand from known values: c_attn is a Conv1D, y = x W + b with W
@@ -347,6 +382,19 @@ TEST(HfConfig, ReadsHuggingFaceConfigs) {
   EXPECT_EQ(m.head_dim, 128);
   EXPECT_EQ(m.max_seq_len, 4096);  // capped at the window, where full attention is exact
   EXPECT_FALSE(m.qkv_bias);
+  // As published for Qwen/Qwen3-0.6B: head_dim 128 against hidden_size / heads = 64.
+  const json qwen3 = json::parse(R"({"architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 1024,
+    "initializer_range": 0.02, "intermediate_size": 3072, "max_position_embeddings": 40960, "max_window_layers": 28,
+    "model_type": "qwen3", "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+    "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+    "transformers_version": "4.51.0", "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})");
+  expect_same_config(models::config_from_hf_json(qwen3), models::preset("qwen3-0.6B"));
+  // transformers >= 5 writes RoPE's base inside rope_parameters.
+  json v5 = qwen3;
+  v5.erase("rope_theta");
+  v5["rope_parameters"] = {{"rope_theta", 1000000.0}, {"rope_type", "default"}};
+  expect_same_config(models::config_from_hf_json(v5), models::preset("qwen3-0.6B"));
 }
 
 TEST(HfConfig, RejectsWhatLoomCannotRun) {
@@ -360,6 +408,10 @@ TEST(HfConfig, RejectsWhatLoomCannotRun) {
   expect_error(with("hidden_size", "64"), {"field 'hidden_size' is \"64\", not a positive integer"});
   expect_error(with("num_hidden_layers", -1), {"field 'num_hidden_layers' is -1"});
   expect_error(with("rope_scaling", {{"rope_type", "llama3"}, {"factor", 32.0}}), {"rope_scaling", "is not supported"});
+  expect_error(with("rope_parameters", {{"rope_type", "yarn"}, {"rope_theta", 1e6}}), {"entry \"rope_type\": \"yarn\" is not supported"});
+  expect_error(with("rope_parameters", {{"rope_theta", 1e6}, {"partial_rotary_factor", 0.25}}), {"\"partial_rotary_factor\": 0.25"});
+  expect_error(with("rope_parameters", {{"full_attention", {{"rope_theta", 1e6}}}}), {"have no rope_theta"});
+  expect_error(with("rope_parameters", {{"rope_theta", 1e6}}), {"rope_theta 10000.0 differs from rope_parameters' 1000000"});
   expect_error(with("hidden_act", "gelu"), {"hidden_act 'gelu' is not supported"});
   expect_error(with("attention_bias", true), {"attention_bias / mlp_bias are not supported"});
   expect_error(with("num_key_value_heads", 3), {"n_head 4 is not a multiple of n_kv_head 3"});
@@ -372,10 +424,18 @@ TEST(HfConfig, RejectsWhatLoomCannotRun) {
   expect_error([&] { models::config_from_hf_json(g); }, {"attention scaled other than by 1/sqrt(head_dim)"});
   expect_error([] { models::config_from_hf_json(json::array()); }, {"expected a JSON object"});
 
-  ModelConfig odd = models::preset("gpt2-tiny");
-  odd.rms_norm = true;
-  expect_error([&] { models::hf_config_json(odd); }, {"hf: a gpt2 model needs rms_norm = false (the config has true)"});
-  ModelConfig biased = models::preset("llama-tiny");
-  biased.qkv_bias = true;
-  expect_error([&] { models::hf_tensor_map(biased); }, {"hf: a llama model needs qkv_bias = false"});
+  // A preset with one field edited away from its family's: neither its config.json nor its names.
+  auto unmappable = [](const char* preset, auto edit, const std::string& want) {
+    ModelConfig c = models::preset(preset);
+    edit(c);
+    expect_error([&] { models::hf_config_json(c); }, {want});
+    expect_error([&] { models::hf_tensor_map(c); }, {want});
+  };
+  unmappable("gpt2-tiny", [](ModelConfig& c) { c.rms_norm = true; }, "hf: a gpt2 model needs rms_norm = false (the config has true)");
+  unmappable("llama-tiny", [](ModelConfig& c) { c.qkv_bias = true; }, "hf: a llama model needs qkv_bias = false");
+  unmappable("qwen3-tiny", [](ModelConfig& c) { c.qk_norm = false; }, "hf: a qwen3 model needs qk_norm = true");
+  unmappable("qwen2-tiny", [](ModelConfig& c) { c.qk_norm = true; }, "hf: a qwen2 model needs qk_norm = false");
+  json q3 = models::hf_config_json(models::preset("qwen3-tiny"));
+  q3["attention_bias"] = true;  // Qwen3's would put biases on q, k, v and o
+  expect_error([&] { models::config_from_hf_json(q3); }, {"attention_bias / mlp_bias are not supported for qwen3"});
 }

@@ -1,5 +1,5 @@
-// TransformerLM: parameter names and counts against published sizes, KV-cache decoding against
-// the full forward pass, init statistics, and bad configs.
+// TransformerLM: parameter names and counts against published sizes, KV-cache decoding and greedy
+// generation against the full forward pass, Qwen3's q/k norms, init statistics, and bad configs.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +9,7 @@
 #include "loom/nn/transformer.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
+#include "loom/train/generate.h"
 
 using namespace loom;
 
@@ -32,6 +33,41 @@ TEST(TransformerLM, LlamaShapesMatchHfConfigs) {
   EXPECT_TRUE(sd.count("layers.0.attn.wq.bias"));
   EXPECT_FALSE(sd.count("layers.0.attn.wo.bias"));
   EXPECT_FALSE(sd.count("lm_head.weight"));
+}
+
+TEST(TransformerLM, Qwen3ShapesMatchHfConfig) {
+  // Qwen3-0.6B: 0.6B parameters, 0.44B of them outside the (tied) embedding, as its model card
+  // states; counted on a deferred model (shapes, no memory).
+  nn::TransformerLM q(models::preset("qwen3-0.6B"), true);
+  EXPECT_EQ(q.num_parameters(), 596049920);
+  EXPECT_EQ(q.num_parameters() - 151936 * 1024, 440467456);
+  auto sd = q.state_dict();
+  EXPECT_EQ(sd.at("layers.0.attn.wq.weight").shape(), Shape({2048, 1024}));  // 16 heads of 128, not 64
+  EXPECT_EQ(sd.at("layers.0.attn.wk.weight").shape(), Shape({1024, 1024}));  // 8 kv heads of 128
+  EXPECT_EQ(sd.at("layers.0.attn.wo.weight").shape(), Shape({1024, 2048}));
+  EXPECT_EQ(sd.at("layers.27.attn.q_norm.weight").shape(), Shape({128}));
+  EXPECT_EQ(sd.at("layers.27.attn.k_norm.weight").shape(), Shape({128}));
+  EXPECT_FALSE(sd.count("layers.0.attn.wq.bias"));
+  EXPECT_FALSE(sd.count("layers.0.attn.q_norm.bias"));
+  EXPECT_FALSE(sd.count("lm_head.weight"));
+  EXPECT_FALSE(nn::TransformerLM(models::preset("qwen2-tiny")).state_dict().count("layers.0.attn.q_norm.weight"));
+}
+
+// The q/k norms are in the forward path: scaling one head-dim channel of a layer's k_norm weight
+// changes the logits (which scaling a norm that was not applied would not).
+TEST(TransformerLM, Qwen3QkNormsAreApplied) {
+  nn::TransformerLM m(models::preset("qwen3-tiny"));
+  m.init(4);
+  Tensor ids = Tensor::from_ints({5, 17, 200, 3}, {1, 4});
+  const std::vector<double> before = m.forward(ids).to_vector();
+  for (const Tensor& w : {m.layers[1]->attn->q_norm->weight, m.layers[0]->attn->k_norm->weight}) {
+    Tensor p = w;
+    p.data<float>()[3] = 2.0f;
+    const std::vector<double> after = m.forward(ids).to_vector();
+    EXPECT_NE(after, before);
+    p.data<float>()[3] = 1.0f;
+    EXPECT_EQ(m.forward(ids).to_vector(), before);
+  }
 }
 
 TEST(TransformerLM, InitFollowsGpt2Rules) {
@@ -70,7 +106,27 @@ TEST_P(KVCacheTest, IncrementalDecodingMatchesFullForward) {
   EXPECT_EQ(cache.length(), 8);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, KVCacheTest, ::testing::Values("gpt2-tiny", "llama-tiny", "qwen2-tiny"));
+// Greedy generation through the KV cache picks, at every step, the argmax of a full forward pass
+// (no cache) over the prompt and the tokens generated so far.
+TEST_P(KVCacheTest, GreedyGenerationMatchesFullForwards) {
+  nn::TransformerLM m(models::preset(GetParam()));
+  m.init(11);
+  train::GenerateOptions opt;
+  opt.max_new_tokens = 6;
+  opt.temperature = 0;
+  std::vector<int64_t> seq = {7, 31, 250, 4};
+  const std::vector<int64_t> got = train::generate(m, seq, opt);
+  ASSERT_EQ(got.size(), 6u);
+  autograd::NoGradGuard no_grad;
+  for (int64_t token : got) {
+    Tensor logits = m.forward(Tensor::from_ints(seq, {1, int64_t(seq.size())}));
+    const std::vector<double> last = ops::narrow(logits, 1, int64_t(seq.size()) - 1, 1).to_vector();
+    EXPECT_EQ(token, train::sample_token(last, m.config().vocab_size, opt, 0)) << "after " << seq.size() << " tokens";
+    seq.push_back(token);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, KVCacheTest, ::testing::Values("gpt2-tiny", "llama-tiny", "qwen2-tiny", "qwen3-tiny"));
 
 TEST(TransformerLM, LossExcludesPaddedVocabulary) {
   models::ModelConfig c = models::preset("gpt2-tiny");
@@ -96,6 +152,9 @@ TEST(TransformerLM, LossExcludesPaddedVocabulary) {
 TEST(TransformerLM, RejectsBadConfigsAndInputs) {
   models::ModelConfig c = models::preset("llama-tiny");
   c.n_kv_head = 3;
+  EXPECT_THROW(nn::TransformerLM{c}, Error);
+  c = models::preset("qwen3-tiny");
+  c.rms_norm = false;  // the q/k norms are RMSNorms
   EXPECT_THROW(nn::TransformerLM{c}, Error);
   EXPECT_THROW(models::preset("gpt5"), Error);
   nn::TransformerLM m(models::preset("gpt2-tiny"));
@@ -153,7 +212,7 @@ TEST(Module, SurgeryReplacesALinearEverywhereItIsSeen) {
 // A model built deferred holds no memory until init, and then gets exactly the values of one
 // built whole; its deferred parameters cannot be read before.
 TEST(TransformerLM, DeferredInitEqualsWholeInit) {
-  for (const char* preset : {"gpt2-tiny", "llama-tiny", "qwen2-tiny"}) {
+  for (const char* preset : {"gpt2-tiny", "llama-tiny", "qwen2-tiny", "qwen3-tiny"}) {
     nn::TransformerLM whole(models::preset(preset));
     whole.init(7);
     const size_t before = CpuAllocator::instance().stats().current_bytes;

@@ -1,6 +1,6 @@
 # PyTorch reference for tests/parity/test_model_parity.cpp. Usage: model_reference.py DIR.
-# Hugging Face's GPT-2, LLaMA and Qwen2 (eager, float32, no dropout) rewritten in plain PyTorch,
-# loaded from the HF directory DIR/model that Loom saved; runs the batches DIR/{ids,targets}_<k>.npy
+# Hugging Face's GPT-2, LLaMA, Qwen2 and Qwen3 (eager, float32, no dropout) rewritten in plain
+# PyTorch, loaded from the HF directory DIR/model that Loom saved; runs the batches DIR/{ids,targets}_<k>.npy
 # and writes logits, loss, HF-named gradients and the losses of DIR/run.json's AdamW steps.
 import json
 import math
@@ -134,7 +134,7 @@ class GPT2LMHeadModel(nn.Module):
         return self.lm_head(self.transformer(input_ids))
 
 
-# ---- LLaMA and Qwen2 (transformers' modeling_llama / modeling_qwen2) ----
+# ---- LLaMA, Qwen2 and Qwen3 (transformers' modeling_llama / modeling_qwen2 / modeling_qwen3) ----
 
 class LlamaRMSNorm(nn.Module):
     def __init__(self, hidden_size, eps):
@@ -156,7 +156,9 @@ def repeat_kv(hidden_states, n_rep):
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, cfg, qkv_bias):
+    """qkv_bias: Qwen2's biases on q/k/v; qk_norm: Qwen3's RMSNorm over each head's q and k, before RoPE."""
+
+    def __init__(self, cfg, qkv_bias, qk_norm):
         super().__init__()
         C = cfg["hidden_size"]
         self.head_dim = cfg.get("head_dim") or C // cfg["num_attention_heads"]
@@ -166,12 +168,17 @@ class LlamaAttention(nn.Module):
         self.k_proj = nn.Linear(C, cfg["num_key_value_heads"] * self.head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(C, cfg["num_key_value_heads"] * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(cfg["num_attention_heads"] * self.head_dim, C, bias=False)
+        if qk_norm:
+            self.q_norm = LlamaRMSNorm(self.head_dim, cfg["rms_norm_eps"])
+            self.k_norm = LlamaRMSNorm(self.head_dim, cfg["rms_norm_eps"])
+        else:
+            self.q_norm = self.k_norm = nn.Identity()
 
     def forward(self, hidden_states, position_embeddings, causal_mask):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
-        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query_states = self.q_norm(self.q_proj(hidden_states).view(hidden_shape)).transpose(1, 2)
+        key_states = self.k_norm(self.k_proj(hidden_states).view(hidden_shape)).transpose(1, 2)
         value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         cos, sin = position_embeddings
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
@@ -197,9 +204,9 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, cfg, qkv_bias):
+    def __init__(self, cfg, qkv_bias, qk_norm):
         super().__init__()
-        self.self_attn = LlamaAttention(cfg, qkv_bias)
+        self.self_attn = LlamaAttention(cfg, qkv_bias, qk_norm)
         self.mlp = LlamaMLP(cfg)
         self.input_layernorm = LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
         self.post_attention_layernorm = LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
@@ -210,10 +217,10 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, cfg, qkv_bias):
+    def __init__(self, cfg, qkv_bias, qk_norm):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
-        self.layers = nn.ModuleList([LlamaDecoderLayer(cfg, qkv_bias) for _ in range(cfg["num_hidden_layers"])])
+        self.layers = nn.ModuleList([LlamaDecoderLayer(cfg, qkv_bias, qk_norm) for _ in range(cfg["num_hidden_layers"])])
         self.norm = LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
         head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
         self.rotary_emb = LlamaRotaryEmbedding(head_dim, base=cfg["rope_theta"])
@@ -230,12 +237,13 @@ class LlamaModel(nn.Module):
 
 
 class LlamaForCausalLM(nn.Module):
-    """Also Qwen2ForCausalLM: the same model with biases on q_proj, k_proj and v_proj."""
+    """Also Qwen2ForCausalLM (the same model with biases on q_proj, k_proj and v_proj) and
+    Qwen3ForCausalLM (with q_norm and k_norm, and head_dim given by the config)."""
 
     def __init__(self, cfg):
         super().__init__()
-        assert cfg["hidden_act"] == "silu" and cfg.get("rope_scaling") is None
-        self.model = LlamaModel(cfg, qkv_bias=cfg["model_type"] == "qwen2")
+        assert cfg["hidden_act"] == "silu" and cfg.get("rope_scaling") is None and not cfg.get("attention_bias", False)
+        self.model = LlamaModel(cfg, qkv_bias=cfg["model_type"] == "qwen2", qk_norm=cfg["model_type"] == "qwen3")
         self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
         if cfg.get("tie_word_embeddings", False):
             self.lm_head.weight = self.model.embed_tokens.weight

@@ -1,5 +1,6 @@
-// Model-level parity with PyTorch (f32): GPT-2, LLaMA (GQA, head_dim != C/H, untied head) and
-// Qwen2 (q/k/v biases, GQA, tied head) TransformerLMs against the plain-PyTorch Hugging Face models
+// Model-level parity with PyTorch (f32): GPT-2, LLaMA (GQA, head_dim != C/H, untied head), Qwen2
+// (q/k/v biases, GQA, tied head) and Qwen3 (per-head q/k RMSNorms, GQA, head_dim != C/H, tied
+// head) TransformerLMs against the plain-PyTorch Hugging Face models
 // of model_reference.py, which load the directory io::save_hf writes. Compared: logits, loss, every
 // gradient (in HF layout, through the HF name map), and the losses of 10 clipped AdamW steps.
 #include <gtest/gtest.h>
@@ -51,12 +52,18 @@ models::ModelConfig config_of(const std::string& family) {
     c.n_kv_head = 2;
     c.head_dim = 32;  // q and o projections are 128 wide, not C
     c.intermediate = 256;
-  } else {
+  } else if (family == "qwen2") {
     c.n_layer = 2;
     c.n_head = 6;
     c.n_kv_head = 2;
     c.head_dim = 16;
     c.intermediate = 224;
+  } else {
+    c.n_layer = 2;
+    c.n_head = 6;
+    c.n_kv_head = 2;
+    c.head_dim = 24;  // q and o projections are 144 wide, not C
+    c.intermediate = 192;
   }
   return c;
 }
@@ -184,7 +191,7 @@ TEST_P(ModelParity, MatchesHuggingFaceReference) {
     fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, ModelParity, ::testing::Values("gpt2", "llama", "qwen2"),
+INSTANTIATE_TEST_SUITE_P(Families, ModelParity, ::testing::Values("gpt2", "llama", "qwen2", "qwen3"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
