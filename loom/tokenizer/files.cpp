@@ -94,8 +94,9 @@ FileVocab parse_vocab(const json& vocab, std::string_view where, bool byte_level
       continue;
     }
     std::optional<std::string> bytes = from_byte_level(str);
+    const std::string& text = str;  // a structured binding cannot be captured (C++20, clang 14)
     const bool is_added = std::ranges::any_of(added, [&](const AddedToken& t) {
-      return t.id == id && t.content == str;
+      return t.id == id && t.content == text;
     });
     if (!bytes && is_added) continue;
     LOOM_CHECK(bytes, "tokenizer: {}: token {:?} (id {}) is not byte-level: it has a character "
