@@ -126,6 +126,22 @@ TEST_P(KVCacheTest, GreedyGenerationMatchesFullForwards) {
   }
 }
 
+// Generation ends after emitting any of the stop tokens (a tokenizer's EOS tokens).
+TEST_P(KVCacheTest, GenerationStopsAtAnyStopToken) {
+  nn::TransformerLM m(models::preset(GetParam()));
+  m.init(11);
+  train::GenerateOptions opt;
+  opt.max_new_tokens = 6;
+  opt.temperature = 0;
+  const std::vector<int64_t> prompt = {7, 31, 250, 4};
+  const std::vector<int64_t> all = train::generate(m, prompt, opt);
+  ASSERT_EQ(all.size(), 6u);
+  opt.stop_tokens = {-5, all[2]};
+  const std::vector<int64_t> cut = train::generate(m, prompt, opt);
+  const size_t first = size_t(std::find(all.begin(), all.end(), all[2]) - all.begin());
+  EXPECT_EQ(cut, std::vector<int64_t>(all.begin(), all.begin() + int64_t(first) + 1));
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, KVCacheTest, ::testing::Values("gpt2-tiny", "llama-tiny", "qwen2-tiny", "qwen3-tiny"));
 
 TEST(TransformerLM, LossExcludesPaddedVocabulary) {
