@@ -15,6 +15,7 @@
 #include "loom/core/error.h"
 #include "loom/tokenizer/added.h"
 #include "loom/tokenizer/pipeline.h"
+#include "loom/tokenizer/pretokenize.h"
 
 namespace loom::tokenizer {
 
@@ -323,18 +324,15 @@ void Tokenizer::encode_normalized(std::string_view text, bool first,
     c.ids.clear();
     c.owner = m.uid;
   }
-  c.pieces.clear();
-  c.arena.clear();
-  m.pipe->pre_tokenize(text, first, c.pieces, c.arena);
-  for (const std::string_view piece : c.pieces) {
+  auto encode_piece = [&](std::string_view piece) {
     if (piece.size() == 1 && m.plain_units) {
       out.push_back(m.byte_ids[uint8_t(piece[0])]);
-      continue;
+      return;
     }
     if (auto it = c.index.find(piece); it != c.index.end()) {
       const auto [off, cnt] = it->second;
       out.insert(out.end(), c.ids.begin() + off, c.ids.begin() + off + cnt);
-      continue;
+      return;
     }
     if (c.index.size() >= ThreadCache::kMaxEntries) {
       c.index.clear();
@@ -347,7 +345,19 @@ void Tokenizer::encode_normalized(std::string_view text, bool first,
       c.index.emplace(piece, std::pair{uint32_t(off), uint32_t(c.ids.size() - off)});
     else
       c.ids.resize(off);
+  };
+  if (const std::optional<Spaces> spaces = m.pipe->gpt2_spaces()) {  // no list of pieces
+    for (size_t pos = 0; pos < text.size();) {
+      const size_t len = pretoken_length(text, pos, *spaces);
+      encode_piece(text.substr(pos, len));
+      pos += len;
+    }
+    return;
   }
+  c.pieces.clear();
+  c.arena.clear();
+  m.pipe->pre_tokenize(text, first, c.pieces, c.arena);
+  for (const std::string_view piece : c.pieces) encode_piece(piece);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special) const {
@@ -372,11 +382,26 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   const Model& m = *m_;
+  auto is_added = [&](int32_t id) {
+    return id >= 0 && size_t(id) < m.added_index.size() && m.added_index[id] >= 0;
+  };
+  if (m.pipe->byte_level() && m.pipe->byte_level_decoder_only()) {  // the tokens' bytes
+    std::string out;
+    for (int32_t id : ids) {
+      if (id >= 0 && size_t(id) < m.tokens.size() && !m.tokens[id].empty() && !is_added(id)) {
+        out += m.tokens[id];
+      } else {  // an added token in the byte alphabet stands for those bytes, as in ByteLevel
+        const std::string_view t = token(id);
+        const std::optional<std::string> bytes = from_byte_level(t);
+        out += bytes ? *bytes : std::string(t);
+      }
+    }
+    return out;
+  }
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
-    const bool added = id >= 0 && size_t(id) < m.added_index.size() && m.added_index[id] >= 0;
-    if (!added && m.pipe->byte_level())
+    if (!is_added(id) && m.pipe->byte_level())
       tokens.push_back(to_byte_level(token(id)));  // as the vocabulary writes it
     else
       tokens.emplace_back(token(id));

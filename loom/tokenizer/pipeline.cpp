@@ -352,10 +352,16 @@ Pipeline Pipeline::parse(const json& normalizer, const json& pre_tokenizer, cons
   return p;
 }
 
-bool Pipeline::gpt2() const {
-  return normalizers_.empty() && pre_tokenizers_.size() == 1 &&
-         pre_tokenizers_[0].kind == PreTokenizer::Kind::byte_level &&
-         !pre_tokenizers_[0].flag && pre_tokenizers_[0].use_regex;
+std::optional<Spaces> Pipeline::gpt2_spaces() const {
+  const bool gpt2 = normalizers_.empty() && pre_tokenizers_.size() == 1 &&
+                    pre_tokenizers_[0].kind == PreTokenizer::Kind::byte_level &&
+                    !pre_tokenizers_[0].flag && pre_tokenizers_[0].use_regex;
+  if (!gpt2) return std::nullopt;
+  return pre_tokenizers_[0].js_spaces ? Spaces::javascript : Spaces::unicode;
+}
+
+bool Pipeline::byte_level_decoder_only() const {
+  return decoders_.size() == 1 && decoders_[0].kind == Decoder::Kind::byte_level;
 }
 
 std::string Pipeline::normalize(std::string_view text) const {

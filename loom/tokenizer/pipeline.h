@@ -11,6 +11,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "loom/tokenizer/pretokenize.h"
 #include "loom/tokenizer/regex.h"
 
 namespace loom::tokenizer {
@@ -28,8 +29,12 @@ class Pipeline {
 
   // A ByteLevel pre-tokenizer: the model's tokens are strings of bytes, not of characters.
   bool byte_level() const { return byte_level_; }
-  // Exactly GPT-2's pre-tokenization and no normalizer (the hand-written fast path).
-  bool gpt2() const;
+  // Exactly GPT-2's pre-tokenization and no normalizer (the hand-written fast path), and then
+  // which \s its regex has.
+  bool gpt2() const { return gpt2_spaces().has_value(); }
+  std::optional<Spaces> gpt2_spaces() const;
+  // The decoder is ByteLevel alone: decoding is concatenating the tokens' bytes.
+  bool byte_level_decoder_only() const;
   bool has_normalizer() const { return !normalizers_.empty(); }
 
   // Normalizes valid UTF-8 text.
