@@ -110,15 +110,17 @@ Value case_filter(const Value& v, const Call& c, Case mode) {
   return Value::string(change_case(to_str(v), mode), v.markup());
 }
 
-// jinja2's title: each run of characters after one of -, whitespace, (, {, [, < starts upper case.
+// jinja2's title: the text split into runs of -, whitespace, (, {, [, < and runs of the rest;
+// each run's first character upper case, the others lower.
 Value f_title(const Value& v, const Call& c) {
   bind(c, "title", {});
+  const std::u32string u = to_u32(to_str(v));
+  auto separator = [](char32_t ch) { return is_space(ch) || std::u32string_view(U"-({[<").find(ch) != std::u32string_view::npos; };
   std::string out;
-  char32_t prev = U' ';
-  for (char32_t ch : to_u32(to_str(v))) {
-    const bool starts = is_space(prev) || std::u32string_view(U"-({[<").find(prev) != std::u32string_view::npos;
-    out += change_case(to_utf8(std::u32string(1, ch)), starts ? Case::upper : Case::lower);
-    prev = ch;
+  for (size_t i = 0, j = 0; i < u.size(); i = j) {
+    for (j = i + 1; j < u.size() && separator(u[j]) == separator(u[i]);) ++j;
+    out += change_case(to_utf8(u.substr(i, 1)), Case::upper);
+    out += change_case(to_utf8(u.substr(i + 1, j - i - 1)), Case::lower);
   }
   return Value::string(std::move(out));
 }
@@ -488,11 +490,17 @@ bool no_args(const Call& c, std::string_view test) {
   return true;
 }
 
-// Python's str.islower / isupper: some cased letter, and none of the other case.
+// Python's str.islower / isupper: some cased letter, and none of the other case (ASCII only:
+// Loom has no table of which letters count as lower or upper case).
 bool is_case(const Value& v, Case mode) {
-  const std::string s = to_str(v);
-  const std::string other = change_case(s, mode == Case::lower ? Case::upper : Case::lower);
-  return change_case(s, mode) == s && other != s;
+  bool any = false;
+  for (char32_t c : to_u32(to_str(v))) {
+    if (c > 0x7F && is_cased(c)) fail("the lower and upper tests of non-ASCII letters are not supported");
+    const bool lower = c >= 'a' && c <= 'z', upper = c >= 'A' && c <= 'Z';
+    if (mode == Case::lower ? upper : lower) return false;
+    any = any || lower || upper;
+  }
+  return any;
 }
 
 const std::map<std::string_view, TestFn> kTests = {

@@ -45,10 +45,15 @@ std::vector<std::string> split_whitespace(std::u32string_view s, int64_t maxspli
   return out;
 }
 
-char32_t ascii_case(char32_t c, bool upper) {
-  if (upper && c >= 'a' && c <= 'z') return c - 32;
-  if (!upper && c >= 'A' && c <= 'Z') return c + 32;
-  return c;
+// Python's Final_Sigma rule for the capital sigma at u[i]: after a cased letter and not before
+// one, case-ignorable code points between not counting.
+bool final_sigma(std::u32string_view u, size_t i) {
+  size_t j = i;
+  while (j > 0 && is_case_ignorable(u[j - 1])) --j;
+  if (j == 0 || !is_cased(u[j - 1])) return false;
+  for (j = i + 1; j < u.size() && is_case_ignorable(u[j]); ++j) {
+  }
+  return j == u.size() || !is_cased(u[j]);
 }
 
 }  // namespace
@@ -288,20 +293,18 @@ int64_t str_find(std::string_view s, std::string_view sub, bool from_right) {
 }
 
 std::string change_case(std::string_view s, Case mode) {
-  std::string out;
-  bool prev_cased = false;
-  bool first = true;
-  for (char32_t c : to_u32(s)) {
-    if (c > 0x7F && has_case(c)) fail("case mapping of the non-ASCII letter '{}' is not supported", to_utf8(std::u32string(1, c)));
-    const bool letter = has_case(c);
-    bool upper = mode == Case::upper;
-    if (mode == Case::title) upper = !prev_cased;
-    if (mode == Case::capitalize) upper = first;
-    append_utf8(out, ascii_case(c, upper));
-    prev_cased = letter;
-    first = false;
+  const std::u32string u = to_u32(s);
+  std::u32string out;
+  bool previous_is_cased = false;
+  for (size_t i = 0; i < u.size(); ++i) {
+    Case to = mode;
+    if (mode == Case::title) to = previous_is_cased ? Case::lower : Case::title;
+    if (mode == Case::capitalize) to = i == 0 ? Case::title : Case::lower;
+    if (to == Case::lower && u[i] == 0x3A3) out += final_sigma(u, i) ? U'\u03C2' : U'\u03C3';
+    else out += map_case(u[i], to);
+    previous_is_cased = is_cased(u[i]);
   }
-  return out;
+  return to_utf8(out);
 }
 
 }  // namespace loom::chat

@@ -1,6 +1,6 @@
 // Python's str semantics on UTF-8 text: code points, whitespace (str.isspace), repr(), float
 // repr(), json.dumps of a str, and the str methods chat templates call (strip, split, replace,
-// find, case mapping). Text is valid UTF-8 (Template and the context are checked).
+// find, Unicode case mapping). Text is valid UTF-8 (Template and the context are checked).
 #pragma once
 
 #include <cstdint>
@@ -17,9 +17,11 @@ std::string to_utf8(std::u32string_view s);
 void append_utf8(std::string& out, char32_t c);
 int64_t code_points(std::string_view s);  // len(s)
 
-bool is_space(char32_t c);      // str.isspace()
-bool is_printable(char32_t c);  // str.isprintable() (unicode_tables.cpp)
-bool has_case(char32_t c);      // upper/lower/title concern it (unicode_tables.cpp)
+bool is_space(char32_t c);  // str.isspace()
+// From unicode_tables.cpp: str.isprintable(), Unicode's Cased and Case_Ignorable properties.
+bool is_printable(char32_t c);
+bool is_cased(char32_t c);
+bool is_case_ignorable(char32_t c);
 
 // Appends the decimal digits at s[i...] to out, skipping single underscores between digits
 // (Python's number syntax), and moves i past them; returns whether there was a digit.
@@ -39,9 +41,11 @@ std::string str_replace(std::string_view s, std::string_view old, std::string_vi
 // s.find(sub) / s.rfind(sub): a code point index, or -1.
 int64_t str_find(std::string_view s, std::string_view sub, bool from_right);
 
-// s.upper(), s.lower(), s.title(), s.capitalize(); fails on text with non-ASCII cased letters
-// (Loom carries no Unicode case tables).
+// s.upper(), s.lower(), s.title(), s.capitalize(): Python's full case mappings, with the final
+// sigma of lower.
 enum class Case { upper, lower, title, capitalize };
 std::string change_case(std::string_view s, Case c);
+// One code point's full mapping to upper, lower or title case (unicode_tables.cpp).
+std::u32string map_case(char32_t c, Case to);
 
 }  // namespace loom::chat

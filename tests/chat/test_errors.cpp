@@ -33,7 +33,7 @@ TEST(ChatTemplateErrors, UnsupportedConstructsNameThemselvesAndTheLine) {
       {"{% with a = 1 %}{{ a }}{% endwith %}", "chat template: line 1: the tag 'with' is not supported"},
       {"\n{{ 'a b'|wordcount }}", "chat template: line 2: the filter wordcount is not supported"},
       {"{{ 'x'|nosuch }}", "chat template: line 1: no filter named 'nosuch'"},
-      {"{{ 'é'|upper }}", "chat template: line 1: case mapping of the non-ASCII letter 'é' is not supported"},
+      {"{{ 'é' is lower }}", "chat template: line 1: the lower and upper tests of non-ASCII letters are not supported"},
       {"{{ 'x'.zfill(3) }}", "chat template: line 1: the attribute zfill of str is not supported"},
       {"{{ '%s' % 1 }}", "chat template: line 1: string formatting with % is not supported"},
       {"{{ 10 ** 20 }}", "chat template: line 1: integer overflow (Python's integers are unbounded; Loom's are 64-bit)"},

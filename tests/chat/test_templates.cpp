@@ -148,6 +148,7 @@ TEST_F(Templates, StringAndDictMethods) {
       "{{ 'Hello'.startswith('He') }}{{ 'Hello'.endswith(('x', 'lo')) }}{{ 'Hello'.startswith('') }}{{ 'lo'.endswith('Hello') }}",
       "{{ 'hello'.find('l') }} {{ 'hello'.rfind('l') }} {{ 'hello'.find('z') }} {{ s.find('w') }} {{ 'abcabc'.count('bc') }} {{ 'abc'.count('') }}",
       "{{ 'Hello'.lower() }} {{ 'hello'.upper() }} {{ 'they\\'re bob'.title() }} {{ 'x1y 2z'.title() }} {{ 'hELLO'.capitalize() }}",
+      "{{ 'straße ŉ ǰ ﬁ'|upper }} {{ 'ΟΔΟΣ ΑΣ. Σ ΑΣ\\'Β İ'|lower }} {{ 'ǆemal ﬁsh ǅ'.title() }} {{ 'ǆ-élan (ñu'|title }} {{ 'ÉCOLE'|capitalize }}",
       "{{ 'aXbXc'.replace('X', '-') }} {{ 'ab'.replace('', '.') }} {{ ', '.join(['a', 'b']) }} {{ '-'.join('abc') }}",
       "{{ '{} and {}'.format(1, 'x') }} {{ '{a}!'.format(a=2) }} {{ '{0}-{0}'.format('a') }} {{ '{{}}'.format() }}",
       "{{ d.get('a') }} {{ d.get('z', 9) }} {{ d.get('z') }} {{ d.items()|list }} {{ d['items'] }} {{ xs.count(2) }} {{ xs.index(3) }}",
