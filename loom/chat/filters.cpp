@@ -599,6 +599,7 @@ bool is_jinja_test(const std::string& name) {
 
 Value apply_filter(const std::string& name, const Value& value, const Call& args) {
   const auto it = kFilters.find(name);
+  if (!is_jinja_filter(name)) fail("no filter named '{}'", name);
   if (it == kFilters.end()) fail("the filter {} is not supported", name);
   return it->second(value, args);
 }
@@ -613,6 +614,7 @@ bool apply_test(const std::string& name, const Value& value, const Call& args) {
     return value.identity() == other.identity();
   }
   const auto it = kTests.find(name);
+  if (!is_jinja_test(name)) fail("no test named '{}'", name);
   if (it == kTests.end()) fail("the test {} is not supported", name);
   return it->second(value, args);
 }

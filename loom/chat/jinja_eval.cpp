@@ -105,7 +105,7 @@ class Renderer {
   }
 
   // Items are taken (and the loop's filter applied) before the first iteration; each iteration
-  // runs in a fresh scope, so what the body sets does not outlive it.
+  // and the else branch run in fresh scopes, so what they set does not outlive them.
   Flow exec_for(const Stmt& s, const FramePtr& f, std::string& out) {
     std::vector<Value> items = iterate(eval(*s.exprs[0], f));
     if (s.exprs[1]) {
@@ -124,7 +124,7 @@ class Renderer {
       if (s.uses_loop) scope->vars["loop"] = loop_object(items, i);
       if (exec_body(s.body, scope, out) == Flow::break_) break;
     }
-    return items.empty() ? exec_body(s.else_body, f, out) : Flow::normal;
+    return items.empty() ? exec_body(s.else_body, child(f), out) : Flow::normal;
   }
 
   static Value loop_object(const std::vector<Value>& items, size_t i) {

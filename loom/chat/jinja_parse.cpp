@@ -559,9 +559,7 @@ class Parser {
   // | name(args); subject is null for the filters of {% set x | f %}.
   ExprPtr parse_filter(ExprPtr subject) {
     advance();
-    const int line = cur().line;
     const std::string name = dotted_name();
-    if (!is_jinja_filter(name)) syntax_error(line, fmt::format("no filter named '{}'", name));
     return parse_call(std::move(subject), Expr::Type::filter, std::move(name));
   }
 
@@ -570,7 +568,6 @@ class Parser {
     advance();
     const bool negated = skip_name("not");
     const std::string name = dotted_name();
-    if (!is_jinja_test(name)) syntax_error(line, fmt::format("no test named '{}'", name));
     ExprPtr e = parse_call(std::move(subject), Expr::Type::test, std::move(name));
     const bool bare_arg = (cur().type == T::name || cur().type == T::string || cur().type == T::integer ||
                            cur().type == T::floating || is_op("[") || is_op("{")) &&
@@ -594,8 +591,36 @@ class Parser {
   std::vector<Stmt*> loops_;      // the for loops whose bodies are being parsed, innermost last
 };
 
+// jinja2 rejects an unknown filter or test when it compiles the template, except inside an if
+// (its conditions and bodies) or an inline if, where it fails only if it runs.
+void check_names(const Expr& e, bool soft) {
+  soft = soft || e.type == Expr::Type::cond;
+  if (!soft && e.type == Expr::Type::filter && !is_jinja_filter(e.name)) syntax_error(e.line, fmt::format("no filter named '{}'", e.name));
+  if (!soft && e.type == Expr::Type::test && !is_jinja_test(e.name)) syntax_error(e.line, fmt::format("no test named '{}'", e.name));
+  for (const auto& a : e.args)
+    if (a) check_names(*a, soft);
+  for (const auto& [k, a] : e.kwargs) check_names(*a, soft);
+}
+
+// A for loop's body, filter and else, a macro, a set block and a generation block start outside
+// an if.
+void check_names(const std::vector<Stmt>& body, bool soft) {
+  for (const Stmt& s : body) {
+    const bool fresh = s.type == Stmt::Type::macro || s.type == Stmt::Type::set_block || s.type == Stmt::Type::scope;
+    const bool in_if = soft || s.type == Stmt::Type::if_;
+    for (size_t i = 0; i < s.exprs.size(); ++i)
+      if (s.exprs[i]) check_names(*s.exprs[i], in_if && !fresh && !(s.type == Stmt::Type::for_ && i == 1));
+    check_names(s.body, in_if && !fresh && s.type != Stmt::Type::for_);
+    check_names(s.else_body, in_if && s.type != Stmt::Type::for_);
+  }
+}
+
 }  // namespace
 
-std::vector<Stmt> parse(std::vector<Token> tokens) { return Parser(std::move(tokens)).run(); }
+std::vector<Stmt> parse(std::vector<Token> tokens) {
+  std::vector<Stmt> body = Parser(std::move(tokens)).run();
+  check_names(body, false);
+  return body;
+}
 
 }  // namespace loom::chat

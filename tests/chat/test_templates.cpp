@@ -92,6 +92,7 @@ TEST_F(Templates, Loops) {
       "{% for a, b in [[1, 2], 'xy'] %}{{ a }}{{ b }}{% endfor %} {% for a, (b, c) in [[1, [2, 3]]] %}{{ a }}{{ b }}{{ c }}{% endfor %}",
       "{% for m in msgs[::-1] %}{{ m.role }}{% endfor %} {% for i in range(3) %}{{ i }}{% endfor %} {% for i in range(10, 0, -3) %}{{ i }}{% endfor %}",
       "{% set c = 0 %}{% for i in xs %}{{ c }}{% set c = i %}{{ c }}{% endfor %}|{{ c }}",
+      "{% set c = 0 %}{% for i in [] %}{% else %}{% set c = 1 %}{{ c }}{% endfor %}{{ c }}",
       "{% for i in xs %}{% if loop.first %}{% set c = 5 %}{% endif %}{{ c }}{% endfor %}",
       "{% for i in undefined_list %}x{% else %}nothing{% endfor %}",
       "{% for i in n %}{% endfor %}",
@@ -196,6 +197,10 @@ TEST_F(Templates, UndefinedAndFailures) {
       "{% if t %}{{ raise_exception('roles must alternate') }}{% endif %}",
       "{{ x() }}", "{{ 'abc'.nope() }}",
       "{{ s|nosuchfilter }}", "{{ x is nosuchtest }}",
+      // jinja2 lets unknown names in an if or an inline if fail only when they run
+      "{% if x is nosuchtest %}a{% endif %}b", "{% if false %}{{ x|nosuch }}{% endif %}b", "{{ x|nosuch if false }}b",
+      "{% if false %}{% for i in xs %}{{ i|nosuch }}{% endfor %}{% endif %}b", "{% if false %}{% for i in xs|nosuch %}{% endfor %}{% endif %}b",
+      "{% if false %}{% for i in [] %}{% else %}{{ i|nosuch }}{% endfor %}{% endif %}b",
       "{% if xs %}{% elif %}{% endif %}", "{% for %}", "{{ 'unterminated }}", "{% if t %}no end", "{{ (1 }}", "{{ }}",
       "{% endif %}", "{% break %}", "{% macro m(a=1, b) %}{% endmacro %}", "{% unknowntag %}",
   });
