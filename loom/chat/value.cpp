@@ -381,6 +381,9 @@ bool equal(const Value& a, const Value& b) {
       return a.str() == b.str();
     case K::seq: {
       const Seq &x = a.seq(), &y = b.seq();
+      if (x.type == y.type && (x.type == Seq::Type::dict_keys || x.type == Seq::Type::dict_items))  // set-like
+        return x.items.size() == y.items.size() &&
+               std::all_of(x.items.begin(), x.items.end(), [&](const Value& v) { return contains(b, v); });
       if (x.type != y.type || !(is_repeatable(a) || x.type == Seq::Type::range)) return &x == &y;
       if (x.items.size() != y.items.size()) return false;
       for (size_t i = 0; i < x.items.size(); ++i)

@@ -68,6 +68,7 @@ TEST_F(Templates, Operators) {
       "{{ 'a' in 'cat' }} {{ 2 in xs }} {{ 5 not in xs }} {{ 'a' in d }} {{ 'q' in d }} {{ x in [] }}",
       "{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 'a' < 'b' }} {{ [1, 2] < [1, 3] }} {{ (1,) < (1, 2) }} {{ none == none }} {{ 1 == 1.0 }} {{ true == 1 }} {{ 1 != 2 != 1 }}",
       "{{ {'a': 1} == {'a': 1} }} {{ [1, [2]] == [1, [2]] }} {{ (1, 2) == [1, 2] }} {{ 'a' == 'a' }} {{ undefined == undefined }}",
+      "{{ d.keys() == {'a': 0, 'b': 0, 'items': 0}.keys() }} {{ d.items() == d.items() }} {{ d.values() == d.values() }} {{ d.keys() == ['b'] }}",
       "{{ t and x }} {{ n and x }} {{ n or 'z' }} {{ e or 0 or [] }} {{ not n }}",
       "{{ 'a' if t else 'b' }} {{ 'a' if n else 'b' if x else 'c' }} {{ 1 if false }}|",
       "{{ 1 / 0 }}",
