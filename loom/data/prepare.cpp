@@ -39,7 +39,7 @@ std::vector<fs::path> input_files(const std::string& input) {
 std::vector<std::string> read_documents(const fs::path& file) {
   if (file.extension() == ".txt") return {io::read_text_file(file)};
   std::vector<std::string> docs;
-  io::for_each_json_line(file, "prepare", [&](const nlohmann::json& j, int64_t) { docs.push_back(io::text_field(j)); });
+  io::for_each_json_line(file, "prepare", [&](const nlohmann::ordered_json& j, int64_t) { docs.push_back(io::text_field(j)); });
   return docs;
 }
 

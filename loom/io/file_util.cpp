@@ -68,24 +68,25 @@ std::string read_text_file(const fs::path& path) {
   return ss.str();
 }
 
-nlohmann::json parse_json(std::string_view text, const std::string& where) {
+template <class Json>
+Json parse_json(std::string_view text, const std::string& where) {
   // nlohmann keeps the last of repeated keys; a stack of the keys seen per open object finds
   // them. Nesting is capped so no later recursive walk (dump, say) can exhaust the stack.
   constexpr int kMaxDepth = 64;
   std::vector<std::set<std::string>> open;
   std::string duplicate;
-  auto cb = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
+  auto cb = [&](int depth, typename Json::parse_event_t event, Json& parsed) {
+    using E = typename Json::parse_event_t;
     LOOM_CHECK(depth <= kMaxDepth, "{}: JSON nested deeper than {} levels", where, kMaxDepth);
     if (event == E::object_start) open.emplace_back();
     if (event == E::object_end && !open.empty()) open.pop_back();
-    if (event == E::key && !open.empty() && !open.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-      duplicate = parsed.get<std::string>();
+    if (event == E::key && !open.empty() && !open.back().insert(parsed.template get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.template get<std::string>();
     return true;
   };
-  nlohmann::json j;
+  Json j;
   try {
-    j = nlohmann::json::parse(text.begin(), text.end(), cb);
+    j = Json::parse(text.begin(), text.end(), cb);
   } catch (const nlohmann::json::exception& e) {
     std::string what = e.what();  // quotes the last token, which a hostile file can make huge
     if (what.size() > 300) what = what.substr(0, 300) + "...";
@@ -95,15 +96,18 @@ nlohmann::json parse_json(std::string_view text, const std::string& where) {
   return j;
 }
 
+template nlohmann::json parse_json(std::string_view, const std::string&);
+template nlohmann::ordered_json parse_json(std::string_view, const std::string&);
+
 void for_each_json_line(const std::filesystem::path& file, const std::string& what,
-                        const std::function<void(const nlohmann::json&, int64_t)>& fn) {
+                        const std::function<void(const nlohmann::ordered_json&, int64_t)>& fn) {
   std::ifstream f(file, std::ios::binary);
   LOOM_CHECK(f.good(), "{}: cannot read {}", what, file.string());
   std::string line;
   for (int64_t n = 1; std::getline(f, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string at = fmt::format("{}: {} line {}", what, file.string(), n);
-    nlohmann::json j = parse_json(line, at);
+    const auto j = parse_json<nlohmann::ordered_json>(line, at);
     try {
       fn(j, n);
     } catch (const nlohmann::json::exception& e) {
@@ -114,7 +118,7 @@ void for_each_json_line(const std::filesystem::path& file, const std::string& wh
   }
 }
 
-std::string text_field(const nlohmann::json& j) {
+std::string text_field(const nlohmann::ordered_json& j) {
   LOOM_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(), "expected a JSON object with a string \"text\" field, got {}",
              j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 80));
   return j["text"].get<std::string>();

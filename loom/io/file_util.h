@@ -35,13 +35,17 @@ class AtomicFile {
 
 std::string read_text_file(const std::filesystem::path& path);
 // Parses `text`; throws naming `where` on a syntax error or a key repeated within one object.
-nlohmann::json parse_json(std::string_view text, const std::string& where);
-// Calls fn(value, line number) for each non-blank line of a JSON Lines file. A line that is not
-// JSON, or that fn rejects (a loom::Error or a JSON type error), fails with one message naming
-// `what`, the file and the line.
+// Json is nlohmann::json (keys sorted) or nlohmann::ordered_json (keys in the text's order).
+template <class Json = nlohmann::json>
+Json parse_json(std::string_view text, const std::string& where);
+extern template nlohmann::json parse_json(std::string_view, const std::string&);
+extern template nlohmann::ordered_json parse_json(std::string_view, const std::string&);
+// Calls fn(value, line number) for each non-blank line of a JSON Lines file, its objects' keys
+// in the line's order. A line that is not JSON, or that fn rejects (a loom::Error or a JSON type
+// error), fails with one message naming `what`, the file and the line.
 void for_each_json_line(const std::filesystem::path& file, const std::string& what,
-                        const std::function<void(const nlohmann::json&, int64_t)>& fn);
+                        const std::function<void(const nlohmann::ordered_json&, int64_t)>& fn);
 // The string field "text" of a JSON object (a document of a JSON Lines corpus); throws otherwise.
-std::string text_field(const nlohmann::json& j);
+std::string text_field(const nlohmann::ordered_json& j);
 
 }  // namespace loom::io

