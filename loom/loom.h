@@ -7,6 +7,7 @@
 #include "loom/core/allocator.h"
 #include "loom/core/rng.h"
 #include "loom/core/tensor.h"
+#include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/matmul.h"
 #include "loom/ops/nn.h"

@@ -18,6 +18,14 @@ class Linear : public Module {
   // Virtual: module surgery puts derived linears (tensor-parallel, LoRA) in a Linear's place.
   virtual Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
   Tensor weight, bias;
+
+ protected:
+  // A linear over existing tensors (a derived linear that keeps another's weights under the
+  // same names); an undefined tensor is not registered.
+  Linear(Tensor w, Tensor b) {
+    if (w.defined()) weight = register_parameter("weight", std::move(w));
+    if (b.defined()) bias = register_parameter("bias", std::move(b));
+  }
 };
 
 class Embedding : public Module {

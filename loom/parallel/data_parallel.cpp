@@ -13,6 +13,20 @@
 
 namespace loom::parallel {
 
+namespace {
+
+// Frozen parameters (LoRA's base, training.trainable's complement) get no gradient buffer, no
+// optimizer state, no bucket or ZeRO unit, and no place in the optimizer's checkpoint state.
+std::vector<std::pair<std::string, Tensor>> trainable_parameters(const nn::Module& model) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [name, p] : model.named_parameters())
+    if (p.requires_grad()) out.emplace_back(name, p);
+  LOOM_CHECK(!out.empty(), "data parallel: the model has no trainable parameters");
+  return out;
+}
+
+}  // namespace
+
 std::unique_ptr<DataParallel> DataParallel::create(nn::TransformerLM& model, std::shared_ptr<dist::Group> group,
                                                    const DataParallelOptions& options) {
   LOOM_CHECK(options.zero >= 0 && options.zero <= 3, "parallel.zero must be 0, 1, 2 or 3, got {}", options.zero);
@@ -21,7 +35,7 @@ std::unique_ptr<DataParallel> DataParallel::create(nn::TransformerLM& model, std
 }
 
 DataParallel::DataParallel(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, bool sharded, const DataParallelOptions& options)
-    : named_(model.named_parameters()), group_(std::move(group)), sharded_(sharded), tp_(options.tp), pp_(options.pp) {
+    : named_(trainable_parameters(model)), group_(std::move(group)), sharded_(sharded), tp_(options.tp), pp_(options.pp) {
   for (const auto& [name, p] : named_) {
     LOOM_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "data parallel: parameter {} must be contiguous f32", name);
     split_.push_back(tp_.split_of(name));

@@ -100,7 +100,7 @@ class DataParallel {
   // on_grad_ready; the hooks go when this object does.
   void register_hooks();
 
-  std::vector<std::pair<std::string, Tensor>> named_;  // the model's parameters
+  std::vector<std::pair<std::string, Tensor>> named_;  // the model's trainable parameters (requires_grad)
   std::shared_ptr<dist::Group> group_;
   bool sync_ = true;
 

@@ -13,6 +13,8 @@
 #include <map>
 #include <string>
 #include <utility>
+
+#include "loom/nn/lora.h"
 #include <vector>
 
 #include <sys/wait.h>
@@ -105,6 +107,20 @@ const std::vector<std::pair<std::string, Builder>>& cases() {
       {"linear_no_bias", [](Inputs& in) -> Case {
          return {"linear", {{"x", in.randn({64, 256})}, {"weight", in.randn({128, 256}, 0.0, 0.05)}}, {},
                  [](const Args& x) { return ops::linear(x[0], x[1]); }};
+       }},
+      {"lora_linear", [](Inputs& in) -> Case {  // PEFT's LoRA: W x + b + s · B A x, r = 8, s = α/r = 2
+         return {"lora_linear",
+                 {{"x", in.randn({4, 16, 96})}, {"weight", in.randn({80, 96}, 0.0, 0.05)}, {"bias", in.randn({80})},
+                  {"lora_A", in.randn({8, 96}, 0.0, 0.1)}, {"lora_B", in.randn({80, 8}, 0.0, 0.1)}},
+                 {{"scale", json(2.0)}}, [](const Args& x) {
+                   auto base = std::make_shared<nn::Linear>(96, 80, true);
+                   base->weight = x[1];
+                   base->bias = x[2];
+                   nn::LoraLinear lora(base, nn::LoraConfig{.r = 8, .alpha = 16}, 0);
+                   lora.lora_A->weight = x[3];
+                   lora.lora_B->weight = x[4];
+                   return lora.forward(x[0]);
+                 }};
        }},
       {"layer_norm", [](Inputs& in) -> Case {
          return {"layer_norm",

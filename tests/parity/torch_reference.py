@@ -30,6 +30,11 @@ def linear(x, weight, bias=None):
     return F.linear(x, weight, bias)
 
 
+def lora_linear(x, weight, bias, lora_A, lora_B, scale):
+    # PEFT's LoraLayer forward without dropout: base_layer(x) + lora_B(lora_A(x)) * scaling
+    return F.linear(x, weight, bias) + F.linear(F.linear(x, lora_A), lora_B) * scale
+
+
 def layer_norm(x, weight, bias=None, eps=1e-5):
     return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
 
@@ -127,7 +132,7 @@ def rope(x, positions=None, theta=10000.0):
     return apply_rotary_pos_emb(x, x, cos, sin, unsqueeze_dim=2)[0]
 
 
-OPS = {f.__name__: f for f in (matmul, linear, layer_norm, rms_norm, gelu, silu, swiglu, softmax,
+OPS = {f.__name__: f for f in (matmul, linear, lora_linear, layer_norm, rms_norm, gelu, silu, swiglu, softmax,
                                log_softmax, embedding, cross_entropy, scaled_dot_product_attention, rope)}
 
 

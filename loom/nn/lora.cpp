@@ -1,0 +1,111 @@
+#include "loom/nn/lora.h"
+
+#include <cmath>
+
+#include "loom/core/error.h"
+#include "loom/autograd/function.h"
+#include "loom/core/rng.h"
+#include "loom/models/hf_names.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
+
+namespace loom::nn {
+
+namespace {
+
+// A bias-free linear of shape (out, in) holding `w`.
+class Weight : public Linear {
+ public:
+  explicit Weight(Tensor w) : Linear(std::move(w), Tensor()) {}
+};
+
+bool matches(const std::string& path, const std::string& target) {
+  return path == target || (path.size() > target.size() && path.ends_with(target) &&
+                            path[path.size() - target.size() - 1] == '.');
+}
+
+bool matches_pattern(const std::string& name, const std::string& p) {
+  if (name == p || name.starts_with(p + ".")) return true;
+  return name.find("." + p + ".") != std::string::npos || name.ends_with("." + p);
+}
+
+}  // namespace
+
+double LoraConfig::scale() const { return rslora ? alpha / std::sqrt(double(r)) : alpha / double(r); }
+
+LoraLinear::LoraLinear(std::shared_ptr<Linear> b, const LoraConfig& cfg, uint64_t seed)
+    : Linear(b->weight, b->bias), base(std::move(b)), scale(cfg.scale()) {
+  LOOM_CHECK(cfg.r > 0, "lora.r must be positive, got {}", cfg.r);
+  LOOM_CHECK(cfg.dropout == 0, "lora.dropout {} is not supported yet (only 0)", cfg.dropout);
+  const Shape& w = base->weight.shape();
+  const int64_t out = w[0], in = w[1];
+  const double bound = 1.0 / std::sqrt(double(in));  // kaiming_uniform_(a=√5)
+  register_module("lora_A", lora_A, std::shared_ptr<Linear>(std::make_shared<Weight>(rand({cfg.r, in}, RngKey{seed, 0}, -bound, bound))));
+  register_module("lora_B", lora_B, std::shared_ptr<Linear>(std::make_shared<Weight>(Tensor::full({out, cfg.r}, 0.0))));
+}
+
+Tensor LoraLinear::forward(const Tensor& x) const {
+  return ops::add(base->forward(x), ops::mul(lora_B->forward(lora_A->forward(x)), scale));
+}
+
+Tensor LoraLinear::merged_weight() const {
+  autograd::NoGradGuard no_grad;
+  return ops::add(base->weight, ops::mul(ops::matmul(lora_B->weight, lora_A->weight), scale));
+}
+
+std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c) {
+  std::map<std::string, std::string> out;
+  for (const models::HfTensor& t : models::hf_tensor_map(c))
+    for (const auto& [name, shape] : t.parts) {
+      if (!name.ends_with(".weight") || shape.size() != 2) continue;
+      const std::string path = name.substr(0, name.size() - 7);
+      out[path] = t.parts.size() == 1 && t.hf_name.ends_with(".weight") ? t.hf_name.substr(0, t.hf_name.size() - 7) : "";
+    }
+  return out;
+}
+
+std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg, uint64_t seed) {
+  const bool all = cfg.targets.size() == 1 && cfg.targets[0] == "all-linear";
+  const std::map<std::string, std::string> hf = hf_module_paths(model.config());
+  std::vector<std::string> paths;
+  std::vector<bool> used(cfg.targets.size(), false);
+  for (const auto& [path, m] : model.named_modules()) {
+    if (!std::dynamic_pointer_cast<Linear>(m) || !hf.count(path)) continue;  // the model's own linears
+    const std::string& hf_path = hf.at(path);
+    bool hit = false;
+    for (size_t t = 0; t < cfg.targets.size(); ++t) {
+      const std::string& target = cfg.targets[t];
+      if (!all && !matches(hf_path, target) && !(hf_path.empty() && matches(path, target))) continue;
+      LOOM_CHECK(!hf_path.empty(), "lora.targets: {} is part of a fused Hugging Face tensor (GPT-2's c_attn), which LoRA cannot "
+                 "adapt on its own; target c_proj or c_fc, or another family", path);
+      hit = used[t] = true;
+    }
+    if (hit) paths.push_back(path);
+  }
+  for (size_t t = 0; t < cfg.targets.size() && !all; ++t)
+    LOOM_CHECK(used[t], "lora.targets: no linear module of the model is named {:?} (Hugging Face module names, e.g. q_proj)",
+               cfg.targets[t]);
+  LOOM_CHECK(!paths.empty(), "lora.targets: the model has no linear modules to adapt");
+  for (size_t i = 0; i < paths.size(); ++i) {
+    auto base = std::dynamic_pointer_cast<Linear>(model.module_at(paths[i]));
+    // Each adapted module draws A from its own stream: (seed, module index) hashed.
+    model.replace_module(paths[i], std::make_shared<LoraLinear>(base, cfg, seed * 1000003ull + i));
+  }
+  for (auto& [name, p] : model.named_parameters())
+    if (!name.ends_with(".lora_A.weight") && !name.ends_with(".lora_B.weight")) p.set_requires_grad(false);
+  return paths;
+}
+
+void freeze_all_but(Module& model, const std::vector<std::string>& patterns) {
+  std::vector<bool> used(patterns.size(), false);
+  for (auto& [name, p] : model.named_parameters()) {
+    bool keep = false;
+    for (size_t i = 0; i < patterns.size(); ++i)
+      if (matches_pattern(name, patterns[i])) keep = used[i] = true;
+    if (!keep) p.set_requires_grad(false);
+  }
+  for (size_t i = 0; i < patterns.size(); ++i)
+    LOOM_CHECK(used[i], "training.trainable: no parameter matches {:?}", patterns[i]);
+}
+
+}  // namespace loom::nn

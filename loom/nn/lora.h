@@ -1,0 +1,54 @@
+// LoRA as PEFT defines it: y = W x + s · B A x with A (r, in) ~ U(±1/√in), B (out, r) = 0 and
+// s = α / r (α / √r with rsLoRA). The adapted linear keeps the base's weight and bias under
+// their names (frozen), so state dicts, checkpoints and Hugging Face names of the base stay as
+// they are; the adapter adds `<path>.lora_A.weight` and `<path>.lora_B.weight`.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "loom/nn/layers.h"
+#include "loom/nn/transformer.h"
+
+namespace loom::nn {
+
+struct LoraConfig {
+  int64_t r = 0;  // 0: no LoRA
+  double alpha = 16;
+  double dropout = 0;  // only 0 is implemented
+  // Hugging Face module names, as PEFT's target_modules ("q_proj", "self_attn.v_proj", ...: a
+  // module whose HF path ends in one matches), or "all-linear" (every linear but the head).
+  std::vector<std::string> targets = {"all-linear"};
+  bool rslora = false;
+  double scale() const;
+};
+
+class LoraLinear : public Linear {
+ public:
+  // Adapts `base` (kept as it is, its weight and bias shared); A drawn from `seed`'s stream.
+  LoraLinear(std::shared_ptr<Linear> base, const LoraConfig& cfg, uint64_t seed);
+  Tensor forward(const Tensor& x) const override;
+  // W + s · B A, the weight the adapted linear computes with (merging).
+  Tensor merged_weight() const;
+
+  std::shared_ptr<Linear> base, lora_A, lora_B;
+  double scale;
+};
+
+// The Hugging Face module path of each Linear of TransformerLM(c) ("layers.0.attn.wq" ->
+// "model.layers.0.self_attn.q_proj"); "" for one that is part of a fused HF tensor (GPT-2's
+// c_attn), which LoRA cannot adapt on its own.
+std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c);
+
+// Replaces each target Linear of `model` with a LoraLinear (A from `seed`; each module its own
+// stream) and freezes every other parameter. Returns the adapted Loom module paths; an error
+// when no module matches a target.
+std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg, uint64_t seed);
+
+// Freezes (requires_grad false) every parameter whose name matches none of `patterns`
+// (training.trainable: a pattern matches a name that equals it, starts with it followed by
+// '.', or contains it between dots: "layers.11", "norm", "ln_f.weight").
+void freeze_all_but(Module& model, const std::vector<std::string>& patterns);
+
+}  // namespace loom::nn

@@ -1,0 +1,136 @@
+// LoRA by module surgery: which modules a target adapts (Hugging Face names), what gets frozen,
+// PEFT's init (B = 0 leaves the model as it was), merged == unmerged, and PEFT adapter files
+// written and read back. The layer's math against PyTorch is in tests/parity (lora_linear).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "loom/autograd/function.h"
+#include "loom/core/error.h"
+#include "loom/core/rng.h"
+#include "loom/io/file_util.h"
+#include "loom/io/peft.h"
+#include "loom/io/safetensors.h"
+#include "loom/nn/lora.h"
+#include "loom/ops/elementwise.h"
+
+using namespace loom;
+namespace fs = std::filesystem;
+
+namespace {
+
+const Tensor kIds = Tensor::from_ints({5, 17, 200, 3, 99, 42, 7, 128}, {1, 8});
+
+std::unique_ptr<nn::TransformerLM> model(const char* preset, uint64_t seed = 3) {
+  auto m = std::make_unique<nn::TransformerLM>(models::preset(preset));
+  m->init(seed);
+  return m;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double v : t.to_vector()) m = std::max(m, std::abs(v));
+  return m;
+}
+
+double max_diff(const Tensor& a, const Tensor& b) {
+  autograd::NoGradGuard g;
+  return max_abs(ops::sub(a, b));
+}
+
+void randomize_b(nn::TransformerLM& m) {
+  autograd::NoGradGuard g;
+  uint64_t k = 0;
+  for (auto& [name, p] : m.named_parameters())
+    if (name.ends_with("lora_B.weight")) ops::copy_(p, randn(p.shape(), RngKey{77, k++ * 100000}, 0.0, 0.05));
+}
+
+}  // namespace
+
+TEST(Lora, TargetsAreHuggingFaceNamesAndTheRestIsFrozen) {
+  auto m = model("llama-tiny");
+  const auto paths = nn::apply_lora(*m, {.r = 4, .alpha = 8, .targets = {"q_proj", "self_attn.v_proj"}}, 1);
+  ASSERT_EQ(paths.size(), size_t(2 * m->config().n_layer));
+  EXPECT_EQ(paths[0], "layers.0.attn.wq");
+  EXPECT_EQ(paths[1], "layers.0.attn.wv");
+  int64_t trainable = 0;
+  for (const auto& [name, p] : m->named_parameters()) {
+    const bool lora = name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight");
+    EXPECT_EQ(p.requires_grad(), lora) << name;
+    if (lora) trainable += p.numel();
+  }
+  const int64_t C = m->config().n_embd, H = m->config().n_head, Hkv = m->config().n_kv_head, D = m->config().head_dim;
+  EXPECT_EQ(trainable, m->config().n_layer * (4 * C + 4 * H * D + 4 * C + 4 * Hkv * D));
+  // The base keeps its names: its state dict still loads as before.
+  EXPECT_TRUE(m->state_dict().count("layers.0.attn.wq.weight"));
+  EXPECT_EQ(nn::apply_lora(*model("llama-tiny"), {.r = 2, .targets = {"all-linear"}}, 1).size(), size_t(7 * m->config().n_layer));
+}
+
+TEST(Lora, BadTargetsAreErrors) {
+  EXPECT_THROW(nn::apply_lora(*model("llama-tiny"), {.r = 4, .targets = {"qkv"}}, 1), Error);
+  EXPECT_THROW(nn::apply_lora(*model("gpt2-tiny"), {.r = 4, .targets = {"c_attn"}}, 1), Error);  // fused q|k|v
+  EXPECT_EQ(nn::apply_lora(*model("gpt2-tiny"), {.r = 4, .targets = {"c_fc"}}, 1).size(), 2u);
+  EXPECT_THROW(nn::apply_lora(*model("llama-tiny"), {.r = 0}, 1), Error);
+  EXPECT_THROW(nn::apply_lora(*model("llama-tiny"), {.r = 4, .dropout = 0.1}, 1), Error);
+}
+
+// PEFT's init: A ~ U(±1/√in), B = 0, so the adapted model computes what the base did.
+TEST(Lora, InitLeavesTheModelAsItWas) {
+  auto base = model("qwen3-tiny"), m = model("qwen3-tiny");
+  nn::apply_lora(*m, {.r = 8, .alpha = 16}, 5);
+  autograd::NoGradGuard g;
+  EXPECT_EQ(max_diff(base->forward(kIds), m->forward(kIds)), 0.0);
+  const auto lora = std::dynamic_pointer_cast<nn::LoraLinear>(m->module_at("layers.1.mlp.up"));
+  ASSERT_TRUE(lora);
+  const double bound = 1.0 / std::sqrt(double(m->config().n_embd));
+  EXPECT_LE(max_abs(lora->lora_A->weight), bound);
+  EXPECT_GT(max_abs(lora->lora_A->weight), 0.9 * bound);
+  EXPECT_EQ(max_abs(lora->lora_B->weight), 0.0);
+  EXPECT_DOUBLE_EQ(lora->scale, 2.0);
+  EXPECT_DOUBLE_EQ(nn::LoraConfig({.r = 16, .alpha = 8, .rslora = true}).scale(), 2.0);  // α/√r
+}
+
+// unmerged == merged == saved and reloaded (PEFT files), within 1e-4.
+TEST(Lora, MergedAndReloadedAgree) {
+  auto m = model("llama-tiny");
+  const nn::LoraConfig cfg{.r = 4, .alpha = 8, .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}};
+  nn::apply_lora(*m, cfg, 9);
+  randomize_b(*m);
+  autograd::NoGradGuard g;
+  const Tensor want = m->forward(kIds);
+  auto merged = model("llama-tiny");
+  std::map<std::string, Tensor> state = merged->state_dict();
+  for (const auto& [path, mod] : m->named_modules())
+    if (auto l = std::dynamic_pointer_cast<nn::LoraLinear>(mod)) state[path + ".weight"] = l->merged_weight();
+  merged->load_state_dict(state);
+  EXPECT_GT(max_diff(want, model("llama-tiny")->forward(kIds)), 1e-3);  // the adapter changes the model
+  EXPECT_LT(max_diff(want, merged->forward(kIds)), 1e-4);
+
+  const fs::path dir = fs::temp_directory_path() / ("loom_lora_" + std::to_string(getpid()));
+  io::save_adapter(dir, *m, cfg, "base-dir");
+  const io::TensorMap files = io::read_safetensors(dir / "adapter_model.safetensors");
+  EXPECT_EQ(files.size(), size_t(2 * 5 * m->config().n_layer));
+  EXPECT_EQ(files.at("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").shape(), (Shape{4, m->config().n_embd}));
+  EXPECT_EQ(files.at("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight").shape(), (Shape{m->config().n_embd, 4}));
+  const auto config = nlohmann::json::parse(io::read_text_file(dir / "adapter_config.json"));
+  EXPECT_EQ(config["peft_type"], "LORA");
+  EXPECT_EQ(config["r"], 4);
+  EXPECT_EQ(config["lora_alpha"], 8.0);
+  EXPECT_EQ(config["target_modules"], nlohmann::json({"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}));
+  EXPECT_EQ(config["base_model_name_or_path"], "base-dir");
+  auto reloaded = model("llama-tiny");
+  io::load_adapter(dir, *reloaded);
+  EXPECT_LT(max_diff(want, reloaded->forward(kIds)), 1e-6);
+  fs::remove_all(dir);
+}
+
+TEST(Lora, FreezeAllButPatterns) {
+  auto m = model("llama-tiny");
+  nn::freeze_all_but(*m, {"layers.1", "norm"});
+  for (const auto& [name, p] : m->named_parameters())
+    EXPECT_EQ(p.requires_grad(), name.starts_with("layers.1.") || name.starts_with("norm.")) << name;
+  EXPECT_THROW(nn::freeze_all_but(*model("llama-tiny"), {"layers.99"}), Error);
+}
