@@ -16,11 +16,15 @@ Zero::Zero(nn::TransformerLM& model, std::shared_ptr<dist::Group> group, const D
   const int64_t N = group_->size(), rank = group_->rank();
   // Units: each parameter outside the blocks, then the blocks this model holds (a pipeline stage
   // holds some), in layer order.
-  for (const auto& [name, p] : named_) roots_ += name.rfind("layers.", 0) != 0;
+  std::vector<bool> trains(model.layers.size(), false);  // a block with trainable parameters (a frozen one has no unit)
+  for (const auto& [name, p] : named_) {
+    if (name.rfind("layers.", 0) == 0) trains[std::stoul(name.substr(7))] = true;
+    else ++roots_;
+  }
   unit_of_layer_.assign(model.layers.size(), SIZE_MAX);
   size_t n_units = roots_;
   for (size_t l = 0; l < model.layers.size(); ++l)
-    if (model.layers[l]) unit_of_layer_[l] = n_units++;
+    if (model.layers[l] && trains[l]) unit_of_layer_[l] = n_units++;
   units_.resize(n_units);
   for (size_t i = 0, root = 0; i < named_.size(); ++i) {
     const std::string& name = named_[i].first;
@@ -212,6 +216,7 @@ void Zero::before_forward() {
 
 Tensor Zero::wrap_block(size_t layer, const Tensor& x, const nn::TransformerLM::BlockFn& block) {
   const size_t u = unit_of_layer_[layer];
+  if (u == SIZE_MAX) return block(x);  // a frozen block: nothing of it is sharded
   gather(u);
   if (u + 1 < units_.size()) gather(u + 1);
   wait_gathered(u);

@@ -51,7 +51,8 @@ void on_disk(const std::string& root, F&& f) {
 }  // namespace
 
 std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, const parallel::DataParallel& dp,
-                            const dist::Mesh& mesh, const TrainState& state, int64_t keep) {
+                            const dist::Mesh& mesh, const TrainState& state, int64_t keep,
+                            const std::function<void(const fs::path&)>& extra) {
   dist::Group& group = *mesh.world();
   const fs::path final_dir = fs::path(root) / step_name(state.step);
   const fs::path tmp = fs::path(root) / (step_name(state.step) + ".tmp.partial");  // one name for every rank
@@ -89,6 +90,7 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
     TrainState s = state;
     s.optimizer_steps = dp.optimizer_steps();
     write_text(tmp / "train_state.json", train_state_json(s));
+    if (extra) extra(tmp);
     write_text(tmp / "COMPLETE", "");
     on_disk(root, [&] {
       // A same-step checkpoint of an earlier run is set aside, not deleted, until the new one is in place.

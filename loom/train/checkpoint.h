@@ -7,6 +7,9 @@
 // pruned after. A checkpoint loads under any (dp, zero) layout.
 #pragma once
 
+#include <filesystem>
+#include <functional>
+
 #include <optional>
 #include <string>
 
@@ -32,8 +35,10 @@ TrainState parse_train_state(const std::string& text, const std::string& origin)
 
 // Collective over the mesh's world (dp's group lies in it): writes root/step_<step>, each rank its
 // own file, then rank 0 deletes all but the newest `keep` complete checkpoints. Returns the directory.
+// extra(dir): rank 0 writes more files into the checkpoint (a LoRA adapter) before it is complete.
 std::string save_checkpoint(const std::string& root, const nn::TransformerLM& model, const parallel::DataParallel& dp,
-                            const dist::Mesh& mesh, const TrainState& state, int64_t keep);
+                            const dist::Mesh& mesh, const TrainState& state, int64_t keep,
+                            const std::function<void(const std::filesystem::path&)>& extra = {});
 // Newest complete checkpoint under root, if any (directories without COMPLETE are ignored).
 // Collective: rank 0 of group looks, so every rank gets the same answer even where their views
 // of the directory differ (a filesystem that is not coherent across nodes).

@@ -19,13 +19,14 @@ namespace loom::train {
 
 namespace {
 
-using Field = std::variant<std::string*, int64_t*, uint64_t*, double*, bool*, std::vector<int64_t>*>;
+using Field = std::variant<std::string*, int64_t*, uint64_t*, double*, bool*, std::vector<int64_t>*, std::vector<std::string>*>;
 
 std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
   return {{"model.preset", &c.model_preset},
           {"model.init", &c.model_init},
           {"model.vocab_size", &c.vocab_size},
           {"model.n_layer", &c.n_layer},
+          {"model.adapter", &c.adapter},
           {"data.train", &c.data_train},
           {"data.val", &c.data_val},
           {"data.shuffle", &c.data_shuffle},
@@ -36,6 +37,12 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"training.seed", &c.seed},
           {"training.threads", &c.threads},
           {"training.recompute", &c.recompute},
+          {"training.trainable", &c.trainable},
+          {"lora.r", &c.lora_r},
+          {"lora.alpha", &c.lora_alpha},
+          {"lora.dropout", &c.lora_dropout},
+          {"lora.targets", &c.lora_targets},
+          {"lora.rslora", &c.lora_rslora},
           {"optimizer.lr", &c.lr},
           {"optimizer.weight_decay", &c.weight_decay},
           {"optimizer.beta1", &c.beta1},
@@ -85,6 +92,20 @@ void set_from_toml(const Field& f, const toml::node& n, const std::string& key, 
           if (n.is_integer()) *p = double(n.as_integer()->get());
           else if (n.is_floating_point()) *p = n.as_floating_point()->get();
           else throw bad("a number");
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          if (n.is_string()) {  // names separated by commas (--lora.targets=q_proj,v_proj)
+            p->clear();
+            std::stringstream names(std::string(n.as_string()->get()));
+            for (std::string name; std::getline(names, name, ',');)
+              if (!name.empty()) p->push_back(name);
+            return;
+          }
+          if (!n.is_array()) throw bad("a list of strings");
+          p->clear();
+          for (const toml::node& e : *n.as_array()) {
+            if (!e.is_string()) throw bad("a list of strings");
+            p->push_back(e.as_string()->get());
+          }
         } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
           if (!n.is_array()) throw bad("a list of integers");
           p->clear();
@@ -213,6 +234,15 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(!c.data_train.empty(), "config: data.train is not set");
   LOOM_CHECK(c.eval_every == 0 || !c.data_val.empty(), "config: eval.every = {} needs data.val", c.eval_every);
   LOOM_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "config: checkpoint.every = {} needs checkpoint.dir", c.checkpoint_every);
+  LOOM_CHECK(c.lora_r >= 0 && c.lora_alpha > 0, "config: lora.r must be >= 0 (0 = no LoRA) and lora.alpha > 0, got {} and {}", c.lora_r,
+             c.lora_alpha);
+  LOOM_CHECK(c.lora_dropout == 0, "config: lora.dropout {} is not supported yet (only 0)", c.lora_dropout);
+  LOOM_CHECK(!c.lora_targets.empty(), "config: lora.targets is empty");
+  const bool adapting = c.lora_r > 0 || !c.adapter.empty();
+  LOOM_CHECK(!adapting || c.trainable.empty(), "config: training.trainable and LoRA (lora.r, model.adapter) do not go together");
+  LOOM_CHECK((!adapting && c.trainable.empty()) || (c.tp == 1 && c.pp == 1), "config: LoRA and training.trainable under tensor or "
+             "pipeline parallelism are not supported yet (parallel.tp = {}, parallel.pp = {})", c.tp, c.pp);
+  LOOM_CHECK(!adapting || c.zero < 3, "config: LoRA under ZeRO-3 is not supported yet (parallel.zero = {})", c.zero);
 }
 
 std::string to_toml(const TrainConfig& c_in) {
@@ -228,9 +258,9 @@ std::string to_toml(const TrainConfig& c_in) {
           using T = std::remove_pointer_t<decltype(p)>;
           if constexpr (std::is_same_v<T, uint64_t>) {
             t.insert(name, int64_t(*p));
-          } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+          } else if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<std::string>>) {
             toml::array a;
-            for (int64_t v : *p) a.push_back(v);
+            for (const auto& v : *p) a.push_back(v);
             t.insert(name, std::move(a));
           } else {
             t.insert(name, *p);

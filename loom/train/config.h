@@ -15,6 +15,7 @@ struct TrainConfig {
   std::string model_init;  // "" (random) | llmc:FILE | hf:DIR
   int64_t vocab_size = 0;  // 0 = the preset's; else resized to match a tokenizer
   int64_t n_layer = 0;     // 0 = the preset's; else that many blocks
+  std::string adapter;     // a PEFT LoRA adapter directory to continue training (its settings replace [lora])
   // [data]
   std::string data_train, data_val;
   bool data_shuffle = false;
@@ -22,6 +23,12 @@ struct TrainConfig {
   int64_t steps = 100, batch_size = 4, seq_len = 64, grad_accum = 1, threads = 0;  // threads 0 = the rank's share of the cores
   uint64_t seed = 1337;
   std::string recompute = "none";  // "none" | "blocks": activation recompute of each transformer block
+  std::vector<std::string> trainable;  // parameter patterns to train ("layers.11", "norm"); empty = all
+  // [lora] (r = 0: none). PEFT's LoRA on the Hugging Face modules named in targets.
+  int64_t lora_r = 0;
+  double lora_alpha = 16, lora_dropout = 0;
+  std::vector<std::string> lora_targets = {"all-linear"};
+  bool lora_rslora = false;
   // [optimizer]
   double lr = 6e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
   std::string schedule = "cosine";

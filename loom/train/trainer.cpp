@@ -1,6 +1,8 @@
 // The training loop.
 #include "loom/train/trainer.h"
 
+#include "loom/io/peft.h"
+
 #include <omp.h>
 
 #include <atomic>
@@ -88,6 +90,22 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   main_rank_ = world_->rank() == 0;
   ModelBuild built = build_model(cfg_);  // filled by parallelize once cut up, unless read whole
   model_ = std::move(built.model);
+  if (cfg_.lora_r > 0 || !cfg_.adapter.empty() || !cfg_.trainable.empty()) {
+    // Adapters and freezing act on the whole model (no tensor or pipeline parallelism here).
+    if (built.materialize) {
+      built.materialize(*model_, [](const std::string&, const Tensor& p) { return nn::TransformerLM::Placement{p.shape(), Shape(p.shape().size(), 0)}; });
+      built.materialize = nullptr;
+    }
+    if (!cfg_.adapter.empty()) {
+      lora_ = io::read_adapter_config(cfg_.adapter);
+      io::load_adapter(cfg_.adapter, *model_);
+    } else if (cfg_.lora_r > 0) {
+      lora_ = {.r = cfg_.lora_r, .alpha = cfg_.lora_alpha, .dropout = cfg_.lora_dropout, .targets = cfg_.lora_targets, .rslora = cfg_.lora_rslora};
+      nn::apply_lora(*model_, lora_, cfg_.seed);
+    } else {
+      nn::freeze_all_but(*model_, cfg_.trainable);
+    }
+  }
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
   flops_per_token_ = flops_per_token(*model_, cfg_.seq_len);  // of the whole model
@@ -158,8 +176,9 @@ int Trainer::run() {
   int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
     if (cfg_.checkpoint_dir.empty() || step == saved) return;
+    auto adapter = [&](const std::filesystem::path& dir) { io::save_adapter(dir, *model_, lora_, cfg_.model_init); };
     save_checkpoint(cfg_.checkpoint_dir, *model_, par_->data(), *mesh_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)},
-                    cfg_.checkpoint_keep);
+                    cfg_.checkpoint_keep, lora_.r > 0 ? std::function<void(const std::filesystem::path&)>(adapter) : nullptr);
     saved = step;
   };
   const auto t0 = std::chrono::steady_clock::now();

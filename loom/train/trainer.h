@@ -7,6 +7,7 @@
 
 #include "loom/data/shards.h"
 #include "loom/dist/mesh.h"
+#include "loom/nn/lora.h"
 #include "loom/nn/transformer.h"
 #include "loom/parallel/parallelize.h"
 #include "loom/train/config.h"
@@ -44,6 +45,7 @@ class Trainer {
   std::unique_ptr<dist::Mesh> mesh_;
   bool main_rank_ = true;  // rank 0 prints and writes metrics
   std::unique_ptr<nn::TransformerLM> model_;
+  nn::LoraConfig lora_;  // r = 0: no LoRA
   std::unique_ptr<parallel::Parallelized> par_;  // tp, recompute, pipeline, data parallelism: gradient sync and the optimizer
   std::unique_ptr<data::DataLoader> train_, val_;
   int64_t start_step_ = 0;

@@ -1,0 +1,65 @@
+// `loom train` with LoRA (lora.*) and with training.trainable: data parallelism and ZeRO-1/2
+// train to the numbers of one process, checkpoints carry the PEFT adapter, and resume
+// continues under another layout. Frozen parameters have no optimizer state, so the
+// checkpoints hold only what trains.
+#include "train_util.h"
+
+#include "loom/io/safetensors.h"
+
+namespace {
+
+const std::string kLora = "--lora.r=4 --lora.alpha=8 --lora.targets=q_proj,v_proj,down_proj --checkpoint.every=10";
+
+void expect_same_adapter(const std::string& got_dir, const std::string& want_dir, const std::string& what) {
+  const auto want = io::read_safetensors(want_dir + "/adapter_model.safetensors");
+  const auto got = io::read_safetensors(got_dir + "/adapter_model.safetensors");
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (const auto& [name, t] : want) {
+    const std::vector<double> x = t.to_vector(), y = got.at(name).to_vector();
+    double err = 0, scale = 1;
+    for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
+    EXPECT_LE(err, 2e-5 * scale) << what << ": " << name;
+  }
+}
+
+}  // namespace
+
+TEST(LoraTraining, DataParallelAndZeroMatchOneProcess) {
+  Scratch d;
+  train(d, 0, 0, 4, 1, "one", kLora);
+  const std::string ck = d / "one/step_00000020";
+  ASSERT_TRUE(fs::exists(ck + "/adapter_model.safetensors"));
+  const auto config = nlohmann::json::parse(io::read_text_file(ck + "/adapter_config.json"));
+  EXPECT_EQ(config["r"], 4);
+  EXPECT_EQ(config["target_modules"], nlohmann::json({"q_proj", "v_proj", "down_proj"}));
+  // B started at zero and has learnt; the index holds the adapter's tensors, not the frozen base.
+  double b = 0;
+  for (const auto& [name, t] : io::read_safetensors(ck + "/adapter_model.safetensors"))
+    if (name.ends_with("lora_B.weight"))
+      for (double v : t.to_vector()) b = std::max(b, std::abs(v));
+  EXPECT_GT(b, 1e-4);
+  const std::string index = io::read_text_file(ck + "/index.json");
+  EXPECT_EQ(index.find("attn.wq.weight\""), std::string::npos);
+  EXPECT_NE(index.find("attn.wq.lora_A.weight"), std::string::npos);
+  for (int zero : {0, 1, 2}) {
+    const std::string name = "dp2_zero" + std::to_string(zero);
+    train(d, 2, zero, 4, 1, name, kLora);
+    expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "one.jsonl"), name);
+    expect_same_adapter(d / (name + "/step_00000020"), ck, name);
+  }
+  expect_resumes(d, "one", 10, {{"resume_dp2", Layout{2, 1, 2, 1}}}, kLora);
+}
+
+TEST(LoraTraining, TrainableFreezesTheRest) {
+  Scratch d;
+  const std::string only = "--training.trainable=layers.1,norm";
+  train(d, 0, 0, 4, 1, "one", only);
+  for (int zero : {2, 3}) {
+    const std::string name = "dp2_zero" + std::to_string(zero);
+    train(d, 2, zero, 4, 1, name, only);
+    expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "one.jsonl"), name);
+  }
+  const std::string index = io::read_text_file(d / "one/step_00000020/index.json");
+  EXPECT_EQ(index.find("layers.0."), std::string::npos);
+  EXPECT_NE(index.find("layers.1.attn.wq.weight"), std::string::npos);
+}
