@@ -22,5 +22,6 @@ Command add_generate(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_tokenizer(CLI::App& app);
 Command add_plot(CLI::App& app);
+Command add_merge(CLI::App& app);
 
 }  // namespace loom::cli

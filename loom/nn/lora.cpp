@@ -96,6 +96,15 @@ std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg,
   return paths;
 }
 
+std::map<std::string, Tensor> merged_state_dict(const Module& model) {
+  std::map<std::string, Tensor> out;
+  for (const auto& [name, p] : model.named_parameters())
+    if (!name.ends_with(".lora_A.weight") && !name.ends_with(".lora_B.weight")) out[name] = p;
+  for (const auto& [path, m] : model.named_modules())
+    if (auto lora = std::dynamic_pointer_cast<LoraLinear>(m)) out[path + ".weight"] = lora->merged_weight();
+  return out;
+}
+
 void freeze_all_but(Module& model, const std::vector<std::string>& patterns) {
   std::vector<bool> used(patterns.size(), false);
   for (auto& [name, p] : model.named_parameters()) {

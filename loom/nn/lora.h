@@ -46,6 +46,10 @@ std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c)
 // when no module matches a target.
 std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg, uint64_t seed);
 
+// The model's state dict with each LoraLinear merged into its weight (W + s·B·A) and no LoRA
+// tensors: the plain model that computes what the adapted one does.
+std::map<std::string, Tensor> merged_state_dict(const Module& model);
+
 // Freezes (requires_grad false) every parameter whose name matches none of `patterns`
 // (training.trainable: a pattern matches a name that equals it, starts with it followed by
 // '.', or contains it between dots: "layers.11", "norm", "ln_f.weight").
