@@ -19,6 +19,7 @@ struct Command {
 Command add_train(CLI::App& app);
 Command add_prepare(CLI::App& app);
 Command add_generate(CLI::App& app);
+Command add_eval(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_tokenizer(CLI::App& app);
 Command add_plot(CLI::App& app);

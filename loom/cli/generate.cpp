@@ -3,11 +3,8 @@
 // or --tokenizer names them; a checkpoint's model.safetensors is read with --config. Generation
 // stops at the tokenizer's EOS tokens (tokenizer_config.json, generation_config.json).
 #include "loom/cli/commands.h"
-#include "loom/io/hf_checkpoint.h"
-#include "loom/io/peft.h"
-#include "loom/tokenizer/bpe.h"
-#include "loom/tokenizer/config.h"
 #include "loom/train/generate.h"
+#include "loom/train/inference.h"
 
 namespace loom::cli {
 
@@ -28,21 +25,10 @@ Command add_generate(CLI::App& app) {
   cmd->add_option("--top-p", a->gen.top_p, "keep the smallest set of tokens whose probability reaches p");
   cmd->add_option("--seed", a->gen.seed, "sampling seed");
   return {cmd, [a](const std::shared_ptr<dist::Group>&) {
-            io::ModelWeights w = io::load_hf(a->model);
-            nn::TransformerLM model(w.config);
-            model.load_state_dict(w.state);
-            if (!a->adapter.empty()) io::load_adapter(a->adapter, model);
-            const std::string tok_path = a->tokenizer.empty() ? a->model : a->tokenizer;
-            const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tok_path);
-            const tokenizer::TokenizerConfig tcfg = tokenizer::load_tokenizer_config(tok_path);
-            std::vector<int32_t> ids = tok.encode(a->prompt, true);
-            for (int32_t id : tokenizer::stop_tokens(tok, tcfg, a->model)) a->gen.stop_tokens.push_back(id);
-            std::vector<int64_t> prompt(ids.begin(), ids.end());
-            std::vector<int64_t> out = train::generate(model, prompt, a->gen);
-            if (!out.empty() && std::ranges::find(a->gen.stop_tokens, out.back()) != a->gen.stop_tokens.end())
-              out.pop_back();  // the end marker is not text
-            std::vector<int32_t> out32(out.begin(), out.end());
-            fmt::print("{}{}\n", a->prompt, tok.decode(out32));
+            const train::InferenceModel m = train::load_for_inference(a->model, a->tokenizer, a->adapter);
+            const std::vector<int32_t> ids = m.tok.encode(a->prompt, true);
+            a->gen.stop_tokens = m.stop_tokens;
+            fmt::print("{}{}\n", a->prompt, train::generate_text(*m.model, m.tok, std::vector<int64_t>(ids.begin(), ids.end()), a->gen));
             return 0;
           }};
 }

@@ -36,13 +36,6 @@ std::vector<fs::path> input_files(const std::string& input) {
   return files;
 }
 
-std::vector<std::string> read_documents(const fs::path& file) {
-  if (file.extension() == ".txt") return {io::read_text_file(file)};
-  std::vector<std::string> docs;
-  io::for_each_json_line(file, "prepare", [&](const nlohmann::ordered_json& j, int64_t) { docs.push_back(io::text_field(j)); });
-  return docs;
-}
-
 // Accumulates tokens of one split and flushes a shard each time shard_tokens are reached.
 struct ShardWriter {
   std::string dir, split;
@@ -66,6 +59,24 @@ struct ShardWriter {
 
 }  // namespace
 
+std::vector<std::string> read_documents(const fs::path& file, const std::string& what) {
+  if (file.extension() == ".txt") return {io::read_text_file(file)};
+  std::vector<std::string> docs;
+  io::for_each_json_line(file, what, [&](const nlohmann::ordered_json& j, int64_t) { docs.push_back(io::text_field(j)); });
+  return docs;
+}
+
+std::vector<std::vector<int32_t>> encode_documents(const tokenizer::Tokenizer& tok, int32_t separator, const std::vector<std::string>& docs) {
+  std::vector<std::vector<int32_t>> encoded(docs.size());
+#pragma omp parallel for schedule(dynamic)
+  for (size_t i = 0; i < docs.size(); ++i) {
+    encoded[i].push_back(separator);
+    std::vector<int32_t> ids = tok.encode(docs[i]);
+    encoded[i].insert(encoded[i].end(), ids.begin(), ids.end());
+  }
+  return encoded;
+}
+
 PrepareStats prepare(const PrepareOptions& opt) {
   LOOM_CHECK(opt.val_fraction >= 0 && opt.val_fraction < 1, "prepare: --val-fraction {} must be in [0, 1)", opt.val_fraction);
   LOOM_CHECK(opt.shard_tokens > 0, "prepare: shard size {} must be positive", opt.shard_tokens);
@@ -79,15 +90,7 @@ PrepareStats prepare(const PrepareOptions& opt) {
   ShardWriter train{opt.output, "train", opt.shard_tokens, wide, {}}, val{opt.output, "val", opt.shard_tokens, wide, {}};
   PrepareStats st;
   for (const fs::path& file : files) {
-    const std::vector<std::string> docs = read_documents(file);
-    std::vector<std::vector<int32_t>> encoded(docs.size());
-#pragma omp parallel for schedule(dynamic)
-    for (size_t i = 0; i < docs.size(); ++i) {
-      encoded[i].push_back(separator);
-      std::vector<int32_t> ids = tok.encode(docs[i]);
-      encoded[i].insert(encoded[i].end(), ids.begin(), ids.end());
-    }
-    for (const auto& ids : encoded) {
+    for (const auto& ids : encode_documents(tok, separator, read_documents(file, "prepare"))) {
       // A fixed draw per document index decides its split, so reruns give the same shards.
       const bool to_val = uniform_at(0x5eed, uint64_t(st.documents)) < opt.val_fraction;
       (to_val ? val : train).add(ids);

@@ -2,7 +2,11 @@
 // line, its "text" field) into llm.c token shards, each document preceded by the EOT token.
 #pragma once
 
+#include <filesystem>
 #include <string>
+#include <vector>
+
+#include "loom/tokenizer/bpe.h"
 
 namespace loom::data {
 
@@ -21,5 +25,12 @@ struct PrepareStats {
 };
 
 PrepareStats prepare(const PrepareOptions& opt);
+
+// The documents of a .txt file (the whole file) or a .jsonl file (each line's "text"); a bad
+// line is an error naming `what`, the file and the line.
+std::vector<std::string> read_documents(const std::filesystem::path& file, const std::string& what);
+// Each document's ids as prepare writes them: the separator, then its text (special strings
+// stay text). Encoded in parallel.
+std::vector<std::vector<int32_t>> encode_documents(const tokenizer::Tokenizer& tok, int32_t separator, const std::vector<std::string>& docs);
 
 }  // namespace loom::data

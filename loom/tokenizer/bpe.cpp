@@ -440,6 +440,10 @@ std::optional<int32_t> Tokenizer::special_id(std::string_view content) const {
 
 std::span<const int32_t> Tokenizer::specials() const { return m_->added_ids; }
 
+bool Tokenizer::is_special(int32_t id) const {
+  return id >= 0 && size_t(id) < m_->added_index.size() && m_->added_index[id] >= 0 && m_->added[m_->added_index[id]].special;
+}
+
 std::span<const Tokenizer::Merge> Tokenizer::merges() const { return m_->merges; }
 
 const Pipeline& Tokenizer::pipeline() const { return *m_->pipe; }

@@ -91,6 +91,7 @@ class Tokenizer {
   std::optional<int32_t> token_id(std::string_view token) const;  // BPE tokens, then added
   std::optional<int32_t> special_id(std::string_view content) const;  // added tokens
   std::span<const int32_t> specials() const;  // the added tokens' ids
+  bool is_special(int32_t id) const;  // an added token marked special (not text: skip_special_tokens drops it)
   const Pipeline& pipeline() const;
   std::span<const Merge> merges() const;
 

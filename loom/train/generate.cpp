@@ -62,4 +62,12 @@ std::vector<int64_t> generate(const nn::TransformerLM& model, const std::vector<
   return out;
 }
 
+std::string generate_text(const nn::TransformerLM& model, const tokenizer::Tokenizer& tok, const std::vector<int64_t>& prompt,
+                          const GenerateOptions& opt) {
+  std::vector<int64_t> out = generate(model, prompt, opt);
+  if (!out.empty() && std::ranges::find(opt.stop_tokens, out.back()) != opt.stop_tokens.end()) out.pop_back();
+  const std::vector<int32_t> ids(out.begin(), out.end());
+  return tok.decode(ids);
+}
+
 }  // namespace loom::train

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "loom/nn/transformer.h"
+#include "loom/tokenizer/bpe.h"
 
 namespace loom::train {
 
@@ -22,5 +24,8 @@ struct GenerateOptions {
 int64_t sample_token(const std::vector<double>& logits, int64_t vocab_size, const GenerateOptions& opt, uint64_t draw);
 // Returns only the new tokens. The prompt must be non-empty.
 std::vector<int64_t> generate(const nn::TransformerLM& model, const std::vector<int64_t>& prompt, const GenerateOptions& opt);
+// generate(), the new tokens decoded; a stop token that ends them is not text and is dropped.
+std::string generate_text(const nn::TransformerLM& model, const tokenizer::Tokenizer& tok, const std::vector<int64_t>& prompt,
+                          const GenerateOptions& opt);
 
 }  // namespace loom::train

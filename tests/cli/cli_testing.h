@@ -12,6 +12,7 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "loom/core/rng.h"
 #include "loom/data/shards.h"
@@ -25,9 +26,9 @@ struct RunResult {
   std::string out;  // stdout and stderr together
 };
 
-// Runs `loom <args>` (args are passed to the shell as written).
-inline RunResult run_loom(const std::string& args) {
-  std::string cmd = std::string(LOOM_BIN) + " " + args + " 2>&1";
+// Runs a shell command line, stderr into the output too.
+inline RunResult run_command(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -36,6 +37,9 @@ inline RunResult run_loom(const std::string& args) {
   int status = ::pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
 }
+
+// Runs `loom <args>` (args are passed to the shell as written).
+inline RunResult run_loom(const std::string& args) { return run_command(std::string(LOOM_BIN) + " " + args); }
 
 // Bad input: exit code 2 and exactly one `error:` line, which contains every needle.
 inline void expect_one_error(const RunResult& r, std::initializer_list<std::string> needles, const std::string& args) {
@@ -56,6 +60,25 @@ struct ScratchDir {
   ~ScratchDir() { fs::remove_all(path); }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
+
+// Four short documents, one with multi-byte characters: the corpus the end-to-end tests train on.
+inline const std::vector<std::string> kDocs = {"The cat sat on the mat.\n", "A dog barked at the moon, twice!\n", "Cats and dogs: 42 of them.\n",
+                                               "Unicode caf\xc3\xa9 na\xc3\xafve \xe2\x9c\x93\n"};
+
+// `path`: the documents `copies` times over as JSON Lines {"text": ...}.
+inline void write_docs_jsonl(const std::string& path, int copies) {
+  std::ofstream jsonl(path);
+  for (int i = 0; i < copies; ++i)
+    for (const auto& doc : kDocs) jsonl << nlohmann::json({{"text", doc}}).dump() << "\n";
+}
+
+// d/corpus.txt (the documents 20 times, for `loom tokenizer train`) and d/docs.jsonl (10 times).
+inline void write_corpus(const ScratchDir& d) {
+  std::ofstream txt(d / "corpus.txt");
+  for (int i = 0; i < 20; ++i)
+    for (const auto& doc : kDocs) txt << doc;
+  write_docs_jsonl(d / "docs.jsonl", 10);
+}
 
 // A shard of n pseudo-random tokens below vocab (a repeating pattern the model can learn).
 inline void write_tokens(const std::string& path, int64_t n, uint32_t vocab, uint64_t seed) {

@@ -7,19 +7,9 @@ using namespace loom::testing;
 
 namespace {
 
-const std::vector<std::string> kDocs = {"The cat sat on the mat.\n", "A dog barked at the moon, twice!\n", "Cats and dogs: 42 of them.\n",
-                                        "Unicode caf\xc3\xa9 na\xc3\xafve \xe2\x9c\x93\n"};
-
 struct DataCli : ::testing::Test {
   ScratchDir d;
-  void SetUp() override {
-    std::ofstream txt(d / "corpus.txt");
-    for (int i = 0; i < 20; ++i)
-      for (const auto& doc : kDocs) txt << doc;
-    std::ofstream jsonl(d / "docs.jsonl");
-    for (int i = 0; i < 10; ++i)
-      for (const auto& doc : kDocs) jsonl << nlohmann::json({{"text", doc}}).dump() << "\n";
-  }
+  void SetUp() override { write_corpus(d); }
 };
 
 std::vector<int32_t> shard_tokens(const std::string& path) {
