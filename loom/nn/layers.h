@@ -18,6 +18,11 @@ class Linear : public Module {
   // Virtual: module surgery puts derived linears (tensor-parallel, LoRA) in a Linear's place.
   virtual Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
   Tensor weight, bias;
+
+ protected:
+  // For a derived linear that holds its weight in another form (a frozen quantised base):
+  // registers no parameter; the derived class sets weight and bias as it sees fit.
+  Linear() = default;
 };
 
 class Embedding : public Module {
