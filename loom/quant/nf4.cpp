@@ -7,9 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "loom/autograd/function.h"
-#include "loom/ops/elementwise.h"
-#include "loom/ops/shape.h"
+#include "loom/quant/common.h"
 
 namespace loom::quant {
 
@@ -73,28 +71,6 @@ void blockwise8(const float* x, int64_t n, int64_t blocksize, uint8_t* codes, fl
     const float inv = s > 0.0f ? 1.0f / s : 0.0f;
     for (int64_t i = lo; i < hi; ++i) codes[i] = s > 0.0f ? quantize_dynamic(x[i] * inv, map) : 0;
   }
-}
-
-// x as contiguous float32, checked finite; `op` names the caller in errors.
-Tensor finite_f32(const Tensor& x, const char* op) {
-  LOOM_CHECK(x.has_memory(), "{}: the tensor has no memory (deferred or released)", op);
-  LOOM_CHECK(x.dtype() == DType::f32 || is_half(x.dtype()), "{}: expected f32, bf16 or f16, got {}", op, dtype_name(x.dtype()));
-  LOOM_CHECK(x.numel() > 0, "{}: empty tensor {}", op, x.shape());
-  autograd::NoGradGuard no_grad;
-  Tensor f = ops::contiguous(ops::cast(x.detach(), DType::f32));
-  const float* p = f.data<float>();
-  const int64_t n = f.numel();
-  int64_t bad = n;
-#pragma omp parallel for reduction(min : bad) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) bad = std::min(bad, i);
-  LOOM_CHECK(bad == n, "{}: element {} of {} is {}", op, bad, x.shape(), double(p[bad < n ? bad : 0]));
-  return f;
-}
-
-void check_tensor(const Tensor& t, DType dtype, int64_t numel, const char* what) {
-  LOOM_CHECK(t.defined() && t.dtype() == dtype && t.numel() == numel && t.is_contiguous(),
-             "dequantize: {} must be a contiguous {} tensor of {} elements", what, dtype_name(dtype), numel);
 }
 
 }  // namespace
@@ -162,8 +138,8 @@ Blockwise8bit quantize_blockwise(const Tensor& x, int64_t blocksize) {
 Tensor dequantize_blockwise(const Blockwise8bit& q) {
   const int64_t n = numel_of(q.shape);
   LOOM_CHECK(q.blocksize > 0, "dequantize_blockwise: block size {}", q.blocksize);
-  check_tensor(q.codes, DType::u8, n, "codes");
-  check_tensor(q.absmax, DType::f32, (n + q.blocksize - 1) / q.blocksize, "absmax");
+  check_quantized(q.codes, DType::u8, n, "dequantize_blockwise: codes");
+  check_quantized(q.absmax, DType::f32, (n + q.blocksize - 1) / q.blocksize, "dequantize_blockwise: absmax");
   const float* map = signed_dynamic_map().data();
   const uint8_t* c = q.codes.data<uint8_t>();
   const float* a = q.absmax.data<float>();
@@ -211,9 +187,9 @@ Nf4Weight quantize_nf4(const Tensor& w) {
 
 std::vector<float> nf4_block_absmax(const Nf4Weight& q) {
   const int64_t n = q.numel(), blocks = (n + kNf4BlockSize - 1) / kNf4BlockSize;
-  check_tensor(q.codes, DType::u8, (n + 1) / 2, "codes");
-  check_tensor(q.absmax, DType::u8, blocks, "absmax");
-  check_tensor(q.absmax_scale, DType::f32, (blocks + kNf4StatsBlockSize - 1) / kNf4StatsBlockSize, "absmax_scale");
+  check_quantized(q.codes, DType::u8, (n + 1) / 2, "dequantize_nf4: codes");
+  check_quantized(q.absmax, DType::u8, blocks, "dequantize_nf4: absmax");
+  check_quantized(q.absmax_scale, DType::f32, (blocks + kNf4StatsBlockSize - 1) / kNf4StatsBlockSize, "dequantize_nf4: absmax_scale");
   const float* map = signed_dynamic_map().data();
   const uint8_t* c = q.absmax.data<uint8_t>();
   const float* scale = q.absmax_scale.data<float>();
