@@ -30,7 +30,4 @@ Tensor QuantizedLinear::forward(const Tensor& x) const {
   return y;
 }
 
-Nf4Linear::Nf4Linear(std::shared_ptr<const quant::Nf4Weight> q, const Linear& base)
-    : QuantizedLinear(base, [q] { return quant::dequantize_nf4(*q); }), q_(std::move(q)) {}
-
 }  // namespace loom::nn

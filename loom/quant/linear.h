@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "loom/nn/layers.h"
+#include "loom/quant/int8.h"
 #include "loom/quant/nf4.h"
 
 namespace loom::nn {
@@ -32,16 +33,22 @@ class QuantizedLinear : public Linear {
   std::function<Tensor()> dequantize_;
 };
 
-// NF4 with double quantisation (loom::quant::quantize_nf4, bitsandbytes' QLoRA storage):
-// 0.5 byte a weight plus about 1/64 + 4/(64·256) bytes of statistics.
-class Nf4Linear : public QuantizedLinear {
+// A QuantizedLinear that stores its weight as a W made by quantize and read by dequantize.
+template <typename W, W (*quantize)(const Tensor&), Tensor (*dequantize)(const W&)>
+class QuantizedLinearAs : public QuantizedLinear {
  public:
-  explicit Nf4Linear(const Linear& base) : Nf4Linear(std::make_shared<const quant::Nf4Weight>(quant::quantize_nf4(base.weight)), base) {}
-  const quant::Nf4Weight& quantized() const { return *q_; }
+  explicit QuantizedLinearAs(const Linear& base) : QuantizedLinearAs(std::make_shared<const W>(quantize(base.weight)), base) {}
+  const W& quantized() const { return *q_; }
 
  private:
-  Nf4Linear(std::shared_ptr<const quant::Nf4Weight> q, const Linear& base);
-  std::shared_ptr<const quant::Nf4Weight> q_;
+  QuantizedLinearAs(std::shared_ptr<const W> q, const Linear& base) : QuantizedLinear(base, [q] { return dequantize(*q); }), q_(std::move(q)) {}
+  std::shared_ptr<const W> q_;
 };
+
+// NF4 with double quantisation (bitsandbytes' QLoRA storage): 0.5 byte a weight, plus 1/64 byte
+// and 4/(64·256) bytes of statistics.
+using Nf4Linear = QuantizedLinearAs<quant::Nf4Weight, quant::quantize_nf4, quant::dequantize_nf4>;
+// Row-wise absmax int8 (bitsandbytes' LLM.int8 storage, no outliers): 1 byte a weight, 4 a row.
+using Int8Linear = QuantizedLinearAs<quant::Int8Weight, quant::quantize_int8, quant::dequantize_int8>;
 
 }  // namespace loom::nn

@@ -1,14 +1,15 @@
-# Reference for tests/quant: bitsandbytes' NF4 with double quantisation and its blockwise 8-bit
-# quantiser, reimplemented in numpy from bitsandbytes' published algorithm (functional.py:
-# create_dynamic_map, quantize_4bit(compress_statistics=True), quantize_blockwise; the CUDA
-# kernels kQuantizeBlockwise with dQuantizeNF4 / dQuantize, kDequantizeBlockwise), with IEEE
-# float32 arithmetic throughout and no special cases: a block of zeros goes through 1/0 = inf and
-# 0*inf = NaN exactly as the kernel's arithmetic does.
+# Reference for tests/quant: bitsandbytes' NF4 with double quantisation, its blockwise 8-bit
+# quantiser and its row-wise int8, reimplemented in numpy from bitsandbytes' published algorithm
+# (functional.py: create_dynamic_map, quantize_4bit(compress_statistics=True), quantize_blockwise,
+# int8_vectorwise_quant/dequant; the CUDA kernels kQuantizeBlockwise with dQuantizeNF4 /
+# dQuantize, kDequantizeBlockwise), with IEEE float32 arithmetic throughout and no special cases:
+# a block of zeros goes through 1/0 = inf and 0*inf = NaN exactly as the kernel's arithmetic does.
 #
-# Usage: nf4_reference.py DIR. DIR/manifest.json lists cases {"name", "kind": "nf4" | "blockwise8",
-# "shape", "blocksize" (blockwise8)}; each case's input is DIR/<name>/in.f32 (raw little-endian
-# float32, C order). Writes DIR/<name>/: codes.u8, absmax.u8, scale.f32, offset.f32,
-# absmax_dq.f32, deq.f32 (nf4) or codes.u8, absmax.f32, deq.f32 (blockwise8); and DIR/map.f32
+# Usage: nf4_reference.py DIR. DIR/manifest.json lists cases {"name", "kind": "nf4" | "blockwise8"
+# | "int8", "shape", "blocksize" (blockwise8)}; each case's input is DIR/<name>/in.f32 (raw
+# little-endian float32, C order). Writes DIR/<name>/: codes.u8, absmax.u8, scale.f32, offset.f32,
+# absmax_dq.f32, deq.f32 (nf4) or codes.u8 (int8: the codes' bytes), absmax.f32, deq.f32
+# (blockwise8, int8); and DIR/map.f32
 # (create_dynamic_map()), plus DIR/torch_map.f32 when torch can be imported: the map computed
 # with torch as bitsandbytes computes it, to check the linspace emulation below on this machine.
 import json
@@ -173,6 +174,22 @@ def dequantize_nf4(packed, q_absmax, scale, offset, n, code):
     return absmax, NF4[nibbles] * absmax[np.arange(n) // 64]
 
 
+def quantize_int8(x, cols):
+    """int8_vectorwise_quant(threshold=0) in the torch backend: round(x * (127 / row absmax)),
+    ties to even; a zero row's NaN is taken as 0."""
+    rows = x.reshape(-1, cols)
+    absmax = np.abs(rows).max(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = rows * (F32(127.0) / absmax)[:, None]
+    codes = np.rint(np.nan_to_num(scaled, nan=0.0)).astype(np.int8)
+    return codes, absmax
+
+
+def dequantize_int8(codes, absmax):
+    """int8_vectorwise_dequant: A * stats.view(-1, 1) * 7.874015718698502e-3 (float32)."""
+    return (codes.astype(F32) * absmax[:, None]) * F32(7.874015718698502e-3)
+
+
 def main():
     root = Path(sys.argv[1])
     code = create_dynamic_map(torch_linspace)
@@ -191,6 +208,11 @@ def main():
                                 ("offset.f32", np.array([offset], dtype=F32)), ("absmax_dq.f32", absmax),
                                 ("deq.f32", deq)):
                 array.tofile(d / name)
+        elif case["kind"] == "int8":
+            codes, absmax = quantize_int8(x, case["shape"][-1])
+            codes.tofile(d / "codes.u8")
+            absmax.astype(F32).tofile(d / "absmax.f32")
+            dequantize_int8(codes, absmax).astype(F32).tofile(d / "deq.f32")
         else:
             codes, absmax = quantize_blockwise(x, case["blocksize"], code)
             codes.tofile(d / "codes.u8")

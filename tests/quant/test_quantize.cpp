@@ -1,7 +1,8 @@
-// NF4 with double quantisation and the blockwise 8-bit quantiser against tests/quant/
-// nf4_reference.py (numpy, from bitsandbytes' published algorithm): packed codes, quantised
-// absmax, scales, offset and dequantised values equal bit for bit on random and adversarial
-// weights; the dynamic map equals torch's as bitsandbytes builds it; the NF4 error bound.
+// NF4 with double quantisation, the blockwise 8-bit quantiser and row-wise int8 against
+// tests/quant/nf4_reference.py (numpy, from bitsandbytes' published algorithm): packed codes,
+// quantised absmax, scales, offset and dequantised values equal bit for bit on random and
+// adversarial weights; the dynamic map equals torch's as bitsandbytes builds it; the NF4 error
+// bound.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -18,6 +19,8 @@
 
 #include "loom/core/rng.h"
 #include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
+#include "loom/quant/int8.h"
 #include "loom/quant/nf4.h"
 
 using namespace loom;
@@ -28,8 +31,9 @@ namespace {
 
 struct Case {
   std::string name;
+  std::string kind;       // "nf4", "blockwise8" or "int8"
   Tensor x;               // f32 or bf16
-  int64_t blocksize = 0;  // 0: NF4; else blockwise 8-bit with this block size
+  int64_t blocksize = 0;  // blockwise8's
 };
 
 template <typename T> std::vector<T> read_raw(const fs::path& path) {
@@ -74,7 +78,7 @@ class Reference {
       fs::create_directories(dir_ / c.name);
       const Tensor f = ops::cast(c.x, DType::f32);
       std::ofstream(dir_ / c.name / "in.f32", std::ios::binary).write(static_cast<const char*>(f.raw_data()), std::streamsize(f.nbytes()));
-      manifest["cases"].push_back({{"name", c.name}, {"kind", c.blocksize ? "blockwise8" : "nf4"}, {"shape", c.x.shape()}, {"blocksize", c.blocksize}});
+      manifest["cases"].push_back({{"name", c.name}, {"kind", c.kind}, {"shape", c.x.shape()}, {"blocksize", c.blocksize}});
     }
     std::ofstream(dir_ / "manifest.json") << manifest.dump();
     const std::string cmd = std::string("'") + LOOM_PYTHON + "' '" + LOOM_SOURCE_DIR + "/tests/quant/nf4_reference.py' '" + dir_.string() + "'";
@@ -96,7 +100,14 @@ class Reference {
 void compare(const Case& c, const Reference& ref) {
   SCOPED_TRACE(c.name);
   const std::string d = c.name + "/";
-  if (c.blocksize) {
+  if (c.kind == "int8") {
+    const Int8Weight q = quantize_int8(c.x);
+    expect_same(values<uint8_t>(q.codes), ref.read<uint8_t>(d + "codes.u8"), "codes");
+    expect_same(bits(values<float>(q.absmax)), bits(ref.read<float>(d + "absmax.f32")), "absmax");
+    expect_same(bits(values<float>(dequantize_int8(q))), bits(ref.read<float>(d + "deq.f32")), "dequantised");
+    return;
+  }
+  if (c.kind == "blockwise8") {
     const Blockwise8bit q = quantize_blockwise(c.x, c.blocksize);
     expect_same(values<uint8_t>(q.codes), ref.read<uint8_t>(d + "codes.u8"), "codes");
     expect_same(bits(values<float>(q.absmax)), bits(ref.read<float>(d + "absmax.f32")), "absmax");
@@ -155,26 +166,26 @@ std::vector<Case> nf4_cases() {
   Generator gen(7);
   auto randn = [&](const Shape& s, double std = 1.0) { return loom::randn(s, gen.next(uint64_t(numel_of(s))), 0.0, std); };
   std::vector<Case> cases = {
-      {"normal_64", randn({64})},
-      {"odd_15", randn({3, 5})},              // one partial block, odd: the last byte's low nibble is padding
-      {"partial_231", randn({7, 33})},
-      {"two_stats_blocks", randn({130, 130}, 0.02)},  // 265 blocks: a second, partial, block of 256 absmax
-      {"odd_3_stats_blocks", randn({1, 64 * 256 * 2 + 64 * 3 + 1}, 3.0)},
-      {"weight_512x768", randn({512, 768}, 0.02)},  // 6144 blocks, 24 stats blocks
-      {"zeros", Tensor::zeros({200})},
-      {"constant", Tensor::full({64 * 300}, 0.5)},  // every absmax the offset: the 8-bit blocks are all zero
-      {"bf16", randn({48, 64})},
+      {"normal_64", "nf4", randn({64})},
+      {"odd_15", "nf4", randn({3, 5})},              // one partial block, odd: the last byte's low nibble is padding
+      {"partial_231", "nf4", randn({7, 33})},
+      {"two_stats_blocks", "nf4", randn({130, 130}, 0.02)},  // 265 blocks: a second, partial, block of 256 absmax
+      {"odd_3_stats_blocks", "nf4", randn({1, 64 * 256 * 2 + 64 * 3 + 1}, 3.0)},
+      {"weight_512x768", "nf4", randn({512, 768}, 0.02)},  // 6144 blocks, 24 stats blocks
+      {"zeros", "nf4", Tensor::zeros({200})},
+      {"constant", "nf4", Tensor::full({64 * 300}, 0.5)},  // every absmax the offset: the 8-bit blocks are all zero
+      {"bf16", "nf4", randn({48, 64})},
   };
   cases.back().x = ops::cast(cases.back().x, DType::bf16);
   {
     Tensor x = randn({640});
     std::fill_n(x.data<float>() + 128, 64, 0.0f);  // a block of zeros among others
-    cases.push_back({"zero_block", x});
+    cases.push_back({"zero_block", "nf4", x});
   }
   {
     std::vector<float> v(64 * 4, 0.0f);
     for (int i = 0; i < 64; ++i) v[size_t(i)] = 0.3f, v[size_t(64 + i)] = -0.3f, v[size_t(128 + i)] = 1e-3f, v[size_t(192 + i)] = i % 2 ? 0.7f : -0.7f;
-    cases.push_back({"equal_blocks", from_floats(v)});
+    cases.push_back({"equal_blocks", "nf4", from_floats(v)});
   }
   {
     // Absmax a power of two: x · (1 / absmax) is exact and lands on the thresholds themselves.
@@ -189,23 +200,23 @@ std::vector<Case> nf4_cases() {
       const std::vector<float> b = blocks_with_absmax(vals, scale);
       v.insert(v.end(), b.begin(), b.end());
     }
-    cases.push_back({"nf4_midpoints", from_floats(v)});
+    cases.push_back({"nf4_midpoints", "nf4", from_floats(v)});
   }
   {
     std::vector<float> v(64 * 5, 0.0f);
     const std::vector<float> edge = {1e38f, -3.3e37f, 1.0f, -1e-30f, 1e-38f, 1.4e-45f, 3e-39f, -2e-44f, 1e-40f, 0.0f};
     for (size_t b = 0; b < 5; ++b)
       for (size_t i = 0; i < 64; ++i) v[b * 64 + i] = edge[(b + i) % edge.size()] * (b == 0 ? 1.0f : 1e-30f);  // huge, then tiny and subnormal
-    cases.push_back({"extremes", from_floats(v)});
-    cases.push_back({"all_huge", Tensor::full({64 * 3}, -3.4e38)});
+    cases.push_back({"extremes", "nf4", from_floats(v)});
+    cases.push_back({"all_huge", "nf4", Tensor::full({64 * 3}, -3.4e38)});
   }
   return cases;
 }
 
 std::vector<Case> blockwise_cases() {
   Generator gen(11);
-  std::vector<Case> cases = {{"b8_normal_4096", loom::randn({5000}, gen.next(5000)), 4096},
-                             {"b8_normal_256", loom::randn({3000}, gen.next(3000), 0.0, 1e-3), 256}};
+  std::vector<Case> cases = {{"b8_normal_4096", "blockwise8", loom::randn({5000}, gen.next(5000)), 4096},
+                             {"b8_normal_256", "blockwise8", loom::randn({3000}, gen.next(3000), 0.0, 1e-3), 256}};
   // Every map value, every midpoint of neighbours (as the kernel computes it) and the floats
   // next to them, in one block whose absmax is 1 (x · (1 / 1) is exact); and beyond the map's
   // lowest value (−0.99297).
@@ -217,15 +228,33 @@ std::vector<Case> blockwise_cases() {
     if (k < 255)
       for (float x : around((map[k] + map[k + 1]) * 0.5f, 1)) edges.push_back(x);
   }
-  cases.push_back({"b8_midpoints", from_floats(blocks_with_absmax(edges, 1.0f, 4096)), 4096});
+  cases.push_back({"b8_midpoints", "blockwise8", from_floats(blocks_with_absmax(edges, 1.0f, 4096)), 4096});
   std::vector<float> near;
   for (float x : edges)
     for (float y : around(x * 0.37f, 3))
       if (std::fabs(y) <= 0.37f) near.push_back(y);
-  cases.push_back({"b8_midpoints_scaled", from_floats(blocks_with_absmax(near, 0.37f, 4096)), 4096});
+  cases.push_back({"b8_midpoints_scaled", "blockwise8", from_floats(blocks_with_absmax(near, 0.37f, 4096)), 4096});
   std::vector<float> z(700, 0.0f);
   z[650] = -2.5f;
-  cases.push_back({"b8_zero_blocks", from_floats(z), 256});
+  cases.push_back({"b8_zero_blocks", "blockwise8", from_floats(z), 256});
+  return cases;
+}
+
+// Rows of a weight (the last dimension), one of them zero; ties at .5 after the scaling (rows
+// whose absmax makes 127 / absmax exact).
+std::vector<Case> int8_cases() {
+  Generator gen(13);
+  std::vector<Case> cases = {{"int8_weight", "int8", loom::randn({96, 130}, gen.next(96 * 130), 0.0, 0.02)},
+                             {"int8_3d", "int8", loom::randn({3, 4, 50}, gen.next(600))},
+                             {"int8_f16", "int8", ops::cast(loom::randn({7, 64}, gen.next(448)), DType::f16)}};
+  std::vector<float> v(4 * 16, 0.0f);
+  for (int i = 0; i < 16; ++i) {
+    v[size_t(i)] = i == 0 ? 127.0f : float(i % 2 ? i : -i) * 8.0f - 0.5f;  // absmax 127: scale 1
+    v[size_t(16 + i)] = i == 0 ? 63.5f : float(i) * 0.25f;                 // scale 2: 0.25 -> 0.5 -> 0
+    v[size_t(48 + i)] = i == 0 ? -1e-30f : 1e-31f * float(i - 8);          // tiny
+  }
+  Tensor t = from_floats(v);
+  cases.push_back({"int8_ties", "int8", ops::reshape(t, {4, 16})});
   return cases;
 }
 
@@ -256,7 +285,7 @@ TEST(Nf4, DynamicMapIsBitsandbytes) {
 
 TEST(Nf4, EqualsReferenceBitForBit) {
   if (const std::string missing = numpy_missing(); !missing.empty()) GTEST_SKIP() << missing;
-  for (const std::vector<Case>& cases : {nf4_cases(), blockwise_cases()}) {
+  for (const std::vector<Case>& cases : {nf4_cases(), blockwise_cases(), int8_cases()}) {
     const Reference ref(cases);
     ASSERT_TRUE(ref.ok());
     for (const Case& c : cases) compare(c, ref);
@@ -316,6 +345,18 @@ TEST(Nf4, ErrorWithinBound) {
   EXPECT_GT(rel_rms, 0.05);
   EXPECT_LT(rel_rms, 0.12);
   EXPECT_LT(worst, 0.16);
+}
+
+// Row-wise int8: |x − x̂| <= absmax / 254 (half a step of absmax / 127) plus float rounding.
+TEST(Int8, ErrorWithinBoundAndMemory) {
+  Generator gen(4);
+  const Tensor w = randn({64, 300}, gen.next(64 * 300), 0.0, 0.02);
+  const Int8Weight q = quantize_int8(w);
+  EXPECT_EQ(q.nbytes(), size_t(64 * 300 + 64 * 4));
+  const Tensor d = dequantize_int8(q);
+  const float *x = w.data<float>(), *y = d.data<float>(), *absmax = q.absmax.data<float>();
+  for (int64_t i = 0; i < w.numel(); ++i) ASSERT_LE(std::fabs(x[i] - y[i]), absmax[i / 300] * (0.5f / 127 + 1e-6f)) << i;
+  EXPECT_THROW(quantize_int8(Tensor::deferred({4, 4})), Error);
 }
 
 TEST(Nf4, MemoryAndErrors) {

@@ -1,11 +1,13 @@
-// Nf4Linear: forward equals linear(x, dequantised W); the input's gradient equals linear's and
-// finite differences; nothing of the base is a parameter or gets a gradient; module surgery puts
-// it in a model's Linear slots and the model equals one whose weights are the dequantised ones.
+// Nf4Linear and Int8Linear: forward equals linear(x, dequantised W); the input's gradient equals
+// linear's and finite differences; nothing of the base is a parameter or gets a gradient; module
+// surgery puts them in a model's Linear slots and the model equals one whose weights are the
+// dequantised ones.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "loom/autograd/engine.h"
@@ -40,11 +42,21 @@ void expect_near(const std::vector<double>& a, const std::vector<double>& b, dou
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tol * scale) << what << " at " << i;
 }
 
+Tensor dequantize(const quant::Nf4Weight& w) { return quant::dequantize_nf4(w); }
+Tensor dequantize(const quant::Int8Weight& w) { return quant::dequantize_int8(w); }
+
+template <typename Q> class QuantizedLinearTest : public ::testing::Test {};
+using Kinds = ::testing::Types<nn::Nf4Linear, nn::Int8Linear>;
+struct KindNames {
+  template <typename T> static std::string GetName(int) { return std::is_same_v<T, nn::Nf4Linear> ? "Nf4Linear" : "Int8Linear"; }
+};
+TYPED_TEST_SUITE(QuantizedLinearTest, Kinds, KindNames);
+
 }  // namespace
 
-TEST(Nf4Linear, HoldsNoParameterAndAWeightShapeWithoutMemory) {
+TYPED_TEST(QuantizedLinearTest, HoldsNoParameterAndAWeightShapeWithoutMemory) {
   auto base = random_linear(96, 80, true, 1);
-  nn::Nf4Linear q(*base);
+  TypeParam q(*base);
   EXPECT_TRUE(q.named_parameters().empty());
   EXPECT_TRUE(q.state_dict().empty());
   EXPECT_EQ(q.weight.shape(), Shape({80, 96}));
@@ -52,16 +64,16 @@ TEST(Nf4Linear, HoldsNoParameterAndAWeightShapeWithoutMemory) {
   EXPECT_FALSE(q.bias.requires_grad());
   EXPECT_EQ(q.bias.to_vector(), base->bias.to_vector());
   EXPECT_NE(q.bias.impl(), base->bias.impl());  // a copy: the base may go
-  EXPECT_EQ(q.dequantized_weight().to_vector(), quant::dequantize_nf4(q.quantized()).to_vector());
+  EXPECT_EQ(q.dequantized_weight().to_vector(), dequantize(q.quantized()).to_vector());
   EXPECT_EQ(q.quantized().shape, Shape({80, 96}));
-  EXPECT_THROW(nn::Nf4Linear(nn::Linear(8, 8, false, true)), Error);  // a deferred base has no values
+  EXPECT_THROW(TypeParam(nn::Linear(8, 8, false, true)), Error);  // a deferred base has no values
 }
 
-TEST(Nf4Linear, ForwardAndInputGradientAreLinearsWithTheDequantisedWeight) {
+TYPED_TEST(QuantizedLinearTest, ForwardAndInputGradientAreLinearsWithTheDequantisedWeight) {
   for (bool bias : {true, false}) {
     SCOPED_TRACE(bias ? "bias" : "no bias");
     auto base = random_linear(96, 80, bias, 2);
-    nn::Nf4Linear q(*base);
+    TypeParam q(*base);
     const Tensor w = q.dequantized_weight();
     Tensor x = random({3, 7, 96}, 3);
     x.set_requires_grad(true);
@@ -81,9 +93,9 @@ TEST(Nf4Linear, ForwardAndInputGradientAreLinearsWithTheDequantisedWeight) {
   }
 }
 
-TEST(Nf4Linear, InputGradientMatchesFiniteDifferences) {
+TYPED_TEST(QuantizedLinearTest, InputGradientMatchesFiniteDifferences) {
   auto base = random_linear(16, 12, true, 5);
-  nn::Nf4Linear q(*base);
+  TypeParam q(*base);
   Tensor x = random({2, 16}, 6);
   x.set_requires_grad(true);
   const Tensor r = random({2, 12}, 7);
@@ -101,9 +113,9 @@ TEST(Nf4Linear, InputGradientMatchesFiniteDifferences) {
   }
 }
 
-TEST(Nf4Linear, Bf16InputComputesInBf16) {
+TYPED_TEST(QuantizedLinearTest, Bf16InputComputesInBf16) {
   auto base = random_linear(64, 32, true, 8);
-  nn::Nf4Linear q(*base);
+  TypeParam q(*base);
   Tensor x = ops::cast(random({4, 64}, 9), DType::bf16);
   x.set_requires_grad(true);
   const Tensor y = q.forward(x);
@@ -114,10 +126,10 @@ TEST(Nf4Linear, Bf16InputComputesInBf16) {
   EXPECT_EQ(x.grad().dtype(), DType::bf16);
 }
 
-// Every Linear of the blocks swapped for an Nf4Linear by module surgery: the model loses exactly
+// Every Linear of the blocks swapped for a quantised one by module surgery: the model loses exactly
 // their parameters, and its logits and the remaining parameters' gradients equal those of the
 // same model whose linears hold the dequantised weights.
-TEST(Nf4Linear, ModuleSurgeryInATransformer) {
+TYPED_TEST(QuantizedLinearTest, ModuleSurgeryInATransformer) {
   for (const char* preset : {"llama-tiny", "gpt2-tiny"}) {
     SCOPED_TRACE(preset);
     nn::TransformerLM qlora(models::preset(preset)), ref(models::preset(preset));
@@ -132,7 +144,7 @@ TEST(Nf4Linear, ModuleSurgeryInATransformer) {
     for (const std::string& path : swapped) {
       auto& lin = dynamic_cast<nn::Linear&>(*qlora.module_at(path));
       removed += lin.weight.numel() + (lin.bias.defined() ? lin.bias.numel() : 0);
-      auto q = std::make_shared<nn::Nf4Linear>(lin);
+      auto q = std::make_shared<TypeParam>(lin);
       auto& target = dynamic_cast<nn::Linear&>(*ref.module_at(path));
       autograd::NoGradGuard no_grad;
       ops::copy_(target.weight, q->dequantized_weight());
