@@ -21,7 +21,7 @@ class Linear : public Module {
 
  protected:
   // A linear over existing tensors (a derived linear that keeps another's weights under the
-  // same names); an undefined tensor is not registered.
+  // same names: LoRA); an undefined tensor is not registered (a quantised base registers none).
   Linear(Tensor w, Tensor b) {
     if (w.defined()) weight = register_parameter("weight", std::move(w));
     if (b.defined()) bias = register_parameter("bias", std::move(b));

@@ -1,0 +1,34 @@
+// Frozen quantised linears: dequantise on the fly, gradient for the input only.
+#include "loom/quant/linear.h"
+
+#include "loom/autograd/function.h"
+#include "loom/ops/elementwise.h"
+
+namespace loom::nn {
+
+QuantizedLinear::QuantizedLinear(const Linear& base, std::function<Tensor()> dequantize)
+    : Linear(Tensor(), Tensor()), dequantize_(std::move(dequantize)) {
+  LOOM_CHECK(base.weight.defined() && base.weight.ndim() == 2, "quantized linear: the base has no (out, in) weight");
+  weight = Tensor::deferred(base.weight.shape());  // the shape only: the values live quantised
+  if (base.bias.defined()) {
+    LOOM_CHECK(base.bias.has_memory(), "quantized linear: the base's bias has no memory (deferred or released)");
+    autograd::NoGradGuard no_grad;
+    bias = ops::clone(ops::cast(base.bias.detach(), DType::f32));
+  }
+}
+
+Tensor QuantizedLinear::forward(const Tensor& x) const {
+  const DType dtype = x.dtype();
+  Tensor y;
+  {
+    autograd::NoGradGuard no_grad;
+    const Tensor w = ops::cast(dequantize_(), dtype);
+    y = ops::linear(x.detach(), w, bias.defined() ? ops::cast(bias, dtype) : bias);
+  }
+  autograd::attach(y, "quantized_linear", {x}, [dequantize = dequantize_, dtype](const Tensor& g) -> std::vector<Tensor> {
+    return {ops::matmul(g, ops::cast(dequantize(), dtype))};  // (..., out)·(out, in)
+  });
+  return y;
+}
+
+}  // namespace loom::nn

@@ -1,0 +1,54 @@
+// Frozen quantised linears, the base of QLoRA: built from a Linear, they keep its weight only in
+// quantised form and go in its place by module surgery (Module::replace_module). They register
+// no parameter: nothing of the base is trained, listed by named_parameters() or saved by
+// state_dict(). The weight member is a shape without memory (code that reads a Linear's
+// weight.size() still works; reading its values is an error) and the bias, if any, a frozen
+// float32 copy outside the parameter list.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "loom/nn/layers.h"
+#include "loom/quant/int8.h"
+#include "loom/quant/nf4.h"
+
+namespace loom::nn {
+
+class QuantizedLinear : public Linear {
+ public:
+  // y = x·Wᵀ + b with W dequantised for the call and dropped after it; backward dequantises
+  // again and gives x its gradient, and nothing else one (the graph keeps no (out, in) matrix).
+  // x: f32, or bf16/f16 (W and b are cast to it).
+  Tensor forward(const Tensor& x) const override;
+  // The weight as float32 (out, in), e.g. to merge an adapter into it.
+  Tensor dequantized_weight() const { return dequantize_(); }
+
+ protected:
+  // base: a Linear with memory. dequantize: gives the f32 weight; it may outlive this module
+  // (the autograd graph holds it), so it must own what it reads.
+  QuantizedLinear(const Linear& base, std::function<Tensor()> dequantize);
+
+ private:
+  std::function<Tensor()> dequantize_;
+};
+
+// A QuantizedLinear that stores its weight as a W made by quantize and read by dequantize.
+template <typename W, W (*quantize)(const Tensor&), Tensor (*dequantize)(const W&)>
+class QuantizedLinearAs : public QuantizedLinear {
+ public:
+  explicit QuantizedLinearAs(const Linear& base) : QuantizedLinearAs(std::make_shared<const W>(quantize(base.weight)), base) {}
+  const W& quantized() const { return *q_; }
+
+ private:
+  QuantizedLinearAs(std::shared_ptr<const W> q, const Linear& base) : QuantizedLinear(base, [q] { return dequantize(*q); }), q_(std::move(q)) {}
+  std::shared_ptr<const W> q_;
+};
+
+// NF4 with double quantisation (bitsandbytes' QLoRA storage): 0.5 byte a weight, plus 1/64 byte
+// and 4/(64·256) bytes of statistics.
+using Nf4Linear = QuantizedLinearAs<quant::Nf4Weight, quant::quantize_nf4, quant::dequantize_nf4>;
+// Row-wise absmax int8 (bitsandbytes' LLM.int8 storage, no outliers): 1 byte a weight, 4 a row.
+using Int8Linear = QuantizedLinearAs<quant::Int8Weight, quant::quantize_int8, quant::dequantize_int8>;
+
+}  // namespace loom::nn
