@@ -6,6 +6,7 @@
 #include "loom/cli/commands.h"
 #include "loom/io/hf_checkpoint.h"
 #include "loom/io/peft.h"
+#include "loom/tokenizer/config.h"
 
 namespace loom::cli {
 
@@ -28,9 +29,7 @@ Command add_merge(CLI::App& app) {
             model.load_state_dict(w.state);
             io::load_adapter(a->adapter, model);
             io::save_hf(a->output, w.config, nn::merged_state_dict(model), a->overwrite);
-            for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "vocab.json", "merges.txt"})
-              if (std::filesystem::exists(base / f))
-                std::filesystem::copy_file(base / f, std::filesystem::path(a->output) / f, std::filesystem::copy_options::overwrite_existing);
+            tokenizer::copy_tokenizer_files(base, a->output);
             fmt::print("merged {} into {} -> {}\n", a->adapter, base.string(), a->output);
             return 0;
           }};

@@ -109,4 +109,10 @@ std::vector<int32_t> stop_tokens(const Tokenizer& tok, const TokenizerConfig& cf
   return out;
 }
 
+void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                        "generation_config.json"})
+    if (fs::exists(from / f)) fs::copy_file(from / f, to / f, fs::copy_options::overwrite_existing);
+}
+
 }  // namespace loom::tokenizer

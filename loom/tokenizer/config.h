@@ -33,4 +33,9 @@ int32_t document_separator(const Tokenizer& tok, const TokenizerConfig& cfg,
 std::vector<int32_t> stop_tokens(const Tokenizer& tok, const TokenizerConfig& cfg,
                                  const std::filesystem::path& model_dir);
 
+// Copies the tokenizer files of directory `from` that exist (tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json, vocab.json, merges.txt, generation_config.json) into `to`, so that a
+// model written there carries its tokenizer.
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to);
+
 }  // namespace loom::tokenizer

@@ -2,6 +2,7 @@
 #include "loom/train/trainer.h"
 
 #include "loom/io/peft.h"
+#include "loom/tokenizer/config.h"
 
 #include <omp.h>
 
@@ -176,9 +177,13 @@ int Trainer::run() {
   int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
     if (cfg_.checkpoint_dir.empty() || step == saved) return;
-    auto adapter = [&](const std::filesystem::path& dir) { io::save_adapter(dir, *model_, lora_, cfg_.model_init); };
+    // A run from a Hugging Face directory keeps its tokenizer files beside the weights (generate and eval need only --model).
+    auto extra = [&](const std::filesystem::path& dir) {
+      if (lora_.r > 0) io::save_adapter(dir, *model_, lora_, cfg_.model_init);
+      if (cfg_.model_init.starts_with("hf:")) tokenizer::copy_tokenizer_files(cfg_.model_init.substr(3), dir);
+    };
     save_checkpoint(cfg_.checkpoint_dir, *model_, par_->data(), *mesh_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)},
-                    cfg_.checkpoint_keep, lora_.r > 0 ? std::function<void(const std::filesystem::path&)>(adapter) : nullptr);
+                    cfg_.checkpoint_keep, extra);
     saved = step;
   };
   const auto t0 = std::chrono::steady_clock::now();

@@ -21,12 +21,15 @@ TEST(FinetuneCli, LoraTrainMergeGenerate) {
   RunResult base = run_loom("train --model.preset=llama-tiny --model.vocab_size=300 --training.steps=5 --checkpoint.dir=" + (d / "ck") + common);
   ASSERT_EQ(base.code, 0) << base.out;
   ASSERT_EQ(run_loom("convert --from hf:" + (d / "ck/step_00000005") + " --to hf:" + (d / "base")).code, 0);
+  std::filesystem::copy_file(d / "tok.json", d / "base/tokenizer.json");  // a Hugging Face directory with its tokenizer
   RunResult lora = run_loom("train --model.init=hf:" + (d / "base") + " --lora.r=4 --lora.targets=q_proj,v_proj,up_proj --optimizer.lr=1e-2" +
                             " --training.steps=8 --checkpoint.dir=" + (d / "lck") + common);
   ASSERT_EQ(lora.code, 0) << lora.out;
   const std::string adapter = d / "lck/step_00000008";
+  EXPECT_EQ(read_file(adapter + "/tokenizer.json"), read_file(d / "tok.json"));  // the checkpoint carries the base's tokenizer
   RunResult m = run_loom("merge --base hf:" + (d / "base") + " --adapter " + adapter + " --output " + (d / "merged"));
   ASSERT_EQ(m.code, 0) << m.out;
+  EXPECT_TRUE(std::filesystem::exists(d / "merged/tokenizer.json"));
 
   // The merged model computes what base + adapter computes.
   loom::io::ModelWeights bw = loom::io::load_hf(d / "base"), mw = loom::io::load_hf(d / "merged");
@@ -43,7 +46,7 @@ TEST(FinetuneCli, LoraTrainMergeGenerate) {
   EXPECT_LT(diff, 1e-4);
   EXPECT_GT(moved, 1e-3);  // the adapter learnt something
 
-  const std::string gen = " --tokenizer " + (d / "tok.json") + " --prompt 'The cat' --max-tokens 10 --temperature 0";
+  const std::string gen = " --prompt 'The cat' --max-tokens 10 --temperature 0";  // the tokenizer of the model directory
   RunResult with_adapter = run_loom("generate --model " + (d / "base") + " --adapter " + adapter + gen);
   RunResult from_merged = run_loom("generate --model " + (d / "merged") + gen);
   ASSERT_EQ(with_adapter.code, 0) << with_adapter.out;
