@@ -63,10 +63,11 @@ json reference(const ScratchDir& d, const json& spec) {
   return json::parse(r.out.substr(r.out.rfind('\n', end) + 1));
 }
 
-// Agreement with PyTorch: relative 1e-5, absolute 1e-5 for values below 1 (a log-probability
-// near 0 is computed to about 1e-7 in f32 either way).
-void expect_close(double loom, double torch, const std::string& what) {
-  EXPECT_LE(std::abs(loom - torch), 1e-5 * std::max(std::abs(torch), 1.0)) << what << ": loom " << loom << ", torch " << torch;
+// Agreement with PyTorch: relative 1e-5, absolute 1e-5 per summed term for small values (a
+// log-probability near 0 comes out of a difference of logits in f32, to a few 1e-6 either way,
+// and builds with other code generation — the sanitizer build — round it differently).
+void expect_close(double loom, double torch, const std::string& what, double terms = 1) {
+  EXPECT_LE(std::abs(loom - torch), 1e-5 * std::max(std::abs(torch), terms)) << what << ": loom " << loom << ", torch " << torch;
 }
 
 void expect_same_ppl(const json& loom, const std::vector<json>& windows, const json& torch) {
@@ -77,7 +78,7 @@ void expect_same_ppl(const json& loom, const std::vector<json>& windows, const j
   for (size_t w = 0; w < windows.size(); ++w) {
     EXPECT_EQ(windows[w]["tokens"], torch["windows"][w]["tokens"]) << "window " << w;
     EXPECT_EQ(windows[w]["bytes"], torch["windows"][w]["bytes"]) << "window " << w;
-    expect_close(windows[w]["nll"], torch["windows"][w]["nll"], "window " + std::to_string(w));
+    expect_close(windows[w]["nll"], torch["windows"][w]["nll"], "window " + std::to_string(w), windows[w]["tokens"].get<double>());
   }
 }
 
