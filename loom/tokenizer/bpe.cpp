@@ -109,6 +109,10 @@ struct Tokenizer::Model {
   std::vector<AddedToken> added;
   std::vector<int32_t> added_ids;
   std::vector<int32_t> added_index;  // by id: index into added, or -1
+  // The added token with this id, or null.
+  const AddedToken* added_at(int32_t id) const {
+    return id >= 0 && size_t(id) < added_index.size() && added_index[id] >= 0 ? &added[size_t(added_index[id])] : nullptr;
+  }
   AddedMatcher raw_matcher, normalized_matcher;
   StringMap<int32_t> ids;  // the BPE model's tokens
   std::array<int32_t, 256> byte_ids{};  // byte-level: each byte's token
@@ -382,13 +386,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   const Model& m = *m_;
-  auto is_added = [&](int32_t id) {
-    return id >= 0 && size_t(id) < m.added_index.size() && m.added_index[id] >= 0;
-  };
   if (m.pipe->byte_level() && m.pipe->byte_level_decoder_only()) {  // the tokens' bytes
     std::string out;
     for (int32_t id : ids) {
-      if (id >= 0 && size_t(id) < m.tokens.size() && !m.tokens[id].empty() && !is_added(id)) {
+      if (id >= 0 && size_t(id) < m.tokens.size() && !m.tokens[id].empty() && !m.added_at(id)) {
         out += m.tokens[id];
       } else {  // an added token in the byte alphabet stands for those bytes, as in ByteLevel
         const std::string_view t = token(id);
@@ -401,7 +402,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
-    if (!is_added(id) && m.pipe->byte_level())
+    if (!m.added_at(id) && m.pipe->byte_level())
       tokens.push_back(to_byte_level(token(id)));  // as the vocabulary writes it
     else
       tokens.emplace_back(token(id));
@@ -415,15 +416,13 @@ int32_t Tokenizer::vocab_size() const {
 
 bool Tokenizer::has_id(int32_t id) const {
   if (id < 0 || id >= vocab_size()) return false;
-  return (size_t(id) < m_->added_index.size() && m_->added_index[id] >= 0) ||
-         (size_t(id) < m_->tokens.size() && !m_->tokens[id].empty());
+  return m_->added_at(id) || (size_t(id) < m_->tokens.size() && !m_->tokens[id].empty());
 }
 
 std::string_view Tokenizer::token(int32_t id) const {
   LOOM_CHECK(has_id(id),
              "tokenizer: id {} is not in the vocabulary (size {})", id, vocab_size());
-  if (size_t(id) < m_->added_index.size() && m_->added_index[id] >= 0)
-    return m_->added[m_->added_index[id]].content;
+  if (const AddedToken* t = m_->added_at(id)) return t->content;
   return m_->tokens[id];
 }
 
@@ -441,7 +440,8 @@ std::optional<int32_t> Tokenizer::special_id(std::string_view content) const {
 std::span<const int32_t> Tokenizer::specials() const { return m_->added_ids; }
 
 bool Tokenizer::is_special(int32_t id) const {
-  return id >= 0 && size_t(id) < m_->added_index.size() && m_->added_index[id] >= 0 && m_->added[m_->added_index[id]].special;
+  const AddedToken* t = m_->added_at(id);
+  return t && t->special;
 }
 
 std::span<const Tokenizer::Merge> Tokenizer::merges() const { return m_->merges; }
