@@ -1,6 +1,7 @@
 // Fuzzes an llm.c token shard: header (magic, version, token count) against the file size. An
 // accepted shard's tokens are all read, and a data loader draws a few batches from it.
 #include "fuzz/harness.h"
+#include "loom/data/loader.h"
 #include "loom/data/shards.h"
 
 void loom::fuzz::one_input(std::string_view input) {

@@ -17,6 +17,7 @@ struct Command {
 };
 
 Command add_train(CLI::App& app);
+Command add_sft(CLI::App& app);
 Command add_prepare(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_eval(CLI::App& app);

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   CLI::App app{"loom: train and run large language models"};
   app.require_subcommand(1);
   std::vector<loom::cli::Command> commands;
-  for (auto add : {loom::cli::add_train, loom::cli::add_prepare, loom::cli::add_generate, loom::cli::add_eval, loom::cli::add_convert, loom::cli::add_tokenizer,
+  for (auto add : {loom::cli::add_train, loom::cli::add_sft, loom::cli::add_prepare, loom::cli::add_generate, loom::cli::add_eval, loom::cli::add_convert, loom::cli::add_tokenizer,
                     loom::cli::add_plot, loom::cli::add_merge})
     commands.push_back(add(app));
   std::string known;

@@ -1,4 +1,4 @@
-// Shard files (mmap, validated) and the batch loader.
+// Shard files (mmap, validated).
 #include "loom/data/shards.h"
 
 #include <fcntl.h>
@@ -89,70 +89,6 @@ std::vector<std::string> expand_paths(const std::string& spec, const std::string
   LOOM_CHECK(!out.empty(), "{}: no shard files match '{}'", key, spec);
   std::sort(out.begin(), out.end());
   return out;
-}
-
-DataLoader::DataLoader(const std::string& spec, const std::string& key, int64_t B, int64_t T, bool shuffle, uint64_t seed,
-                       int64_t vocab_size, int64_t part, int64_t parts)
-    : key_(key), B_(B), T_(T), vocab_(vocab_size), part_(part), parts_(parts), shuffle_(shuffle), seed_(seed) {
-  LOOM_CHECK(B >= 1 && T >= 1, "{}: batch size {} and sequence length {} must be positive", key, B, T);
-  LOOM_CHECK(parts >= 1 && part >= 0 && part < parts, "{}: part {} of {} is invalid", key, part, parts);
-  first_window_.push_back(0);
-  for (const std::string& path : expand_paths(spec, key)) {
-    shards_.push_back(std::make_unique<TokenShard>(path));
-    first_window_.push_back(first_window_.back() + std::max<int64_t>(shards_.back()->size() - 1, 0) / T);
-  }
-  LOOM_CHECK(first_window_.back() >= B * parts, "{}: '{}' holds {} sequences of T+1 = {} tokens, fewer than one batch of {}", key, spec,
-             first_window_.back(), T + 1, B * parts);
-}
-
-void DataLoader::set_consumed(int64_t n) {
-  LOOM_CHECK(n >= 0, "{}: position {} is negative", key_, n);
-  consumed_ = n;
-}
-
-const std::vector<int64_t>& DataLoader::order(int64_t epoch) {
-  if (order_epoch_ != epoch) {
-    const int64_t n = first_window_.back();
-    order_.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
-    // Fisher-Yates with Philox draws keyed by (seed, epoch): the same order on every rank/run.
-    const uint64_t stream = seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch);
-    for (int64_t i = n - 1; i > 0; --i) {
-      auto r = philox4x32({uint32_t(i), uint32_t(uint64_t(i) >> 32), 0, 0}, {uint32_t(stream), uint32_t(stream >> 32)});
-      const uint64_t bits = (uint64_t(r[0]) << 32) | r[1];
-      std::swap(order_[size_t(i)], order_[size_t(bits % uint64_t(i + 1))]);
-    }
-    order_epoch_ = epoch;
-  }
-  return order_;
-}
-
-void DataLoader::read_window(int64_t w, int64_t* in, int64_t* tgt) const {
-  const size_t s = size_t(std::upper_bound(first_window_.begin(), first_window_.end(), w) - first_window_.begin() - 1);
-  const TokenShard& shard = *shards_[s];
-  const int64_t start = (w - first_window_[s]) * T_;
-  for (int64_t t = 0; t <= T_; ++t) {
-    const uint32_t tok = shard.at(start + t);
-    LOOM_CHECK(int64_t(tok) < vocab_, "{}: shard {} has token id {} at position {}, outside the vocabulary of {}", key_, shard.path(), tok,
-               start + t, vocab_);
-    if (t < T_) in[t] = tok;
-    if (t > 0) tgt[t - 1] = tok;
-  }
-}
-
-Batch DataLoader::next() {
-  // The position may come from a checkpoint's train_state.json: this batch must not overflow it.
-  LOOM_CHECK(consumed_ <= std::numeric_limits<int64_t>::max() - B_ * parts_, "{}: position {} leaves no room for {} more sequences", key_,
-             consumed_, B_ * parts_);
-  Batch b{Tensor::empty({B_, T_}, DType::i64), Tensor::empty({B_, T_}, DType::i64)};
-  const int64_t per_epoch = sequences_per_epoch();
-  for (int64_t i = 0; i < B_; ++i) {
-    const int64_t seq = consumed_ + part_ * B_ + i, epoch = seq / per_epoch, slot = seq % per_epoch;
-    const int64_t w = shuffle_ ? order(epoch)[size_t(slot)] : slot;
-    read_window(w, b.inputs.data<int64_t>() + i * T_, b.targets.data<int64_t>() + i * T_);
-  }
-  consumed_ += B_ * parts_;
-  return b;
 }
 
 }  // namespace loom::data

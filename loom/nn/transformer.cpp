@@ -57,7 +57,9 @@ Tensor Attention::forward(const Tensor& x, const Tensor& positions, KVCache* cac
     cache->k[layer] = ops::contiguous(k).detach();
     cache->v[layer] = ops::contiguous(v).detach();
   }
-  Tensor y = ops::scaled_dot_product_attention(q, k, v, true);               // (B, H, T, D)
+  // Packed documents ((B, T) positions): each query sees the keys of its own document only.
+  const Tensor docs = positions.defined() && positions.ndim() == 2 ? ops::document_ids(positions) : Tensor();
+  Tensor y = ops::scaled_dot_product_attention(q, k, v, true, docs);  // (B, H, T, D)
   return wo->forward(ops::reshape(ops::transpose(y, 1, 2), {B, T, H * D}));
 }
 
@@ -143,11 +145,13 @@ void TransformerLM::materialize(const PlaceFn& place, const ValueFn& block) {
   }
 }
 
-Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache) const {
+Tensor TransformerLM::forward(const Tensor& ids, KVCache* cache, const Tensor& packed) const {
   LOOM_CHECK(ids.ndim() == 2, "model: ids must be (B, T), got {}", ids.shape());
   const int64_t T = ids.size(1), past = cache ? cache->length() : 0;
   LOOM_CHECK(past + T <= c_.max_seq_len, "model: sequence of {} positions exceeds max_seq_len {}", past + T, c_.max_seq_len);
-  const Tensor pos = positions(T, past);
+  LOOM_CHECK(!packed.defined() || (!cache && packed.shape() == ids.shape()), "model: packed positions {} must be (B, T) = {}, without a cache",
+             packed.shape(), ids.shape());
+  const Tensor pos = packed.defined() ? packed : positions(T, past);
   return head(blocks(embed(ids, pos), pos, 0, layers.size(), cache));  // (B, T, Vp)
 }
 

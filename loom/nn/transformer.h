@@ -26,7 +26,8 @@ struct KVCache {
 class Attention : public Module {
  public:
   explicit Attention(const models::ModelConfig& c, bool defer = false);
-  // x: (B, T, C); positions: (T) absolute positions. cache may be null.
+  // x: (B, T, C); positions: (T) absolute positions, or (B, T) those of packed documents (see
+  // TransformerLM::forward). cache may be null.
   Tensor forward(const Tensor& x, const Tensor& positions, KVCache* cache, size_t layer) const;
   std::shared_ptr<Linear> wq, wk, wv, wo;  // wq: (H·D, C), wk/wv: (Hkv·D, C), wo: (C, H·D)
   std::shared_ptr<Norm> q_norm, k_norm;    // (D) each, over each head's q and k before RoPE (qk_norm only)
@@ -81,9 +82,13 @@ class TransformerLM : public Module {
   using ValueFn = std::function<Tensor(const std::string& name, const Shape& whole, const Shape& offset, const Shape& box)>;
   void materialize(const PlaceFn& place, const ValueFn& block);
   // ids: (B, T) integer -> logits (B, T, padded_vocab). With a cache, T new tokens continue it.
-  Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;
+  // packed: (B, T) positions of documents packed into the rows (data::Batch::positions), each
+  // document's starting at 0; attention then stays within each document, so the logits equal
+  // those of each document run alone.
+  Tensor forward(const Tensor& ids, KVCache* cache = nullptr, const Tensor& packed = Tensor()) const;
   // The forward in three parts, for pipeline stages: embed (ids -> x), blocks [first, last) of
-  // the stack, head (x -> logits). positions: (T) absolute positions of the whole sequence.
+  // the stack, head (x -> logits). positions: (T) absolute positions of the whole sequence, or
+  // (B, T) packed ones.
   static Tensor positions(int64_t T, int64_t past = 0);
   Tensor embed(const Tensor& ids, const Tensor& positions) const;
   Tensor blocks(const Tensor& x, const Tensor& positions, size_t first, size_t last, KVCache* cache = nullptr) const;

@@ -61,7 +61,7 @@ Tensor rope_kernel(const Tensor& x_in, double theta, const Tensor& pos, bool inv
   const int64_t* pp = pos.defined() ? pos.data<int64_t>() : nullptr;
   dispatch_float(x.dtype(), "rope", [&](auto tag) {
     using T = decltype(tag);
-    cpu::rope_forward<T>(x.data<T>(), y.data<T>(), pp, x.size(0), x.size(1), x.size(2), x.size(3), theta, inverse);
+    cpu::rope_forward<T>(x.data<T>(), y.data<T>(), pp, x.size(0), x.size(1), x.size(2), x.size(3), theta, inverse, pos.defined() && pos.ndim() == 2);
   });
   return y;
 }
@@ -72,14 +72,33 @@ Tensor rope(const Tensor& x, double theta, const Tensor& positions) {
   LOOM_CHECK(theta > 0, "rope: theta {} must be positive", theta);
   Tensor pos;
   if (positions.defined()) {
-    LOOM_CHECK(positions.shape() == Shape({x.size(1)}) && !is_floating(positions.dtype()),
-               "rope: positions must be integer (T) = ({}), got {} {}", x.size(1), dtype_name(positions.dtype()), positions.shape());
+    LOOM_CHECK((positions.shape() == Shape({x.size(1)}) || positions.shape() == Shape({x.size(0), x.size(1)})) && !is_floating(positions.dtype()),
+               "rope: positions must be integer (T) = ({}) or (B, T) = ({}, {}), got {} {}", x.size(1), x.size(0), x.size(1),
+               dtype_name(positions.dtype()), positions.shape());
     pos = contiguous(cast(positions, DType::i64));
   }
   if (is_half(x.dtype())) return cast(rope(cast(x, DType::f32), theta, pos), x.dtype());
   Tensor y = rope_kernel(x.detach(), theta, pos, false);
   attach(y, "rope", {x}, [theta, pos](const Tensor& g) { return std::vector<Tensor>{rope_kernel(g, theta, pos, true)}; });
   return y;
+}
+
+Tensor document_ids(const Tensor& positions) {
+  LOOM_CHECK(positions.ndim() == 2 && !is_floating(positions.dtype()), "document_ids: positions must be integer (B, T), got {} {}",
+             dtype_name(positions.dtype()), positions.shape());
+  const Tensor pos = contiguous(cast(positions, DType::i64));
+  Tensor doc = Tensor::empty(pos.shape(), DType::i32);
+  const int64_t* p = pos.data<int64_t>();
+  int32_t* d = doc.data<int32_t>();
+  const int64_t B = pos.size(0), T = pos.size(1);
+  for (int64_t b = 0; b < B; ++b) {
+    int32_t id = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (t > 0 && p[b * T + t] == 0) ++id;
+      d[b * T + t] = id;
+    }
+  }
+  return doc;
 }
 
 }  // namespace loom::ops

@@ -31,7 +31,8 @@ enum class Reduction { mean, sum, none };
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      Reduction reduction = Reduction::mean, int64_t num_classes = -1);
 
-// x: (B, T, H, D), Hugging Face rotate_half layout; positions: (T) integer or undefined (0..T-1).
+// x: (B, T, H, D), Hugging Face rotate_half layout; positions: (T) or (B, T) integer, or undefined
+// (0..T-1).
 Tensor rope(const Tensor& x, double theta, const Tensor& positions = Tensor());
 
 // q: (B, H, Tq, D), k, v: (B, Hkv, Tk, D) with H a multiple of Hkv -> (B, H, Tq, D).
@@ -40,6 +41,10 @@ Tensor rope(const Tensor& x, double theta, const Tensor& positions = Tensor());
 // scale 0 means 1/sqrt(D). Fused flash-style kernel: O(T) extra memory, recomputed in backward.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     const Tensor& doc_ids = Tensor(), double scale = 0.0);
+
+// Packed documents: (B, T) positions, each document's starting at 0 -> (B, T) i32 document ids
+// for scaled_dot_product_attention (a position 0 starts the next document of its row).
+Tensor document_ids(const Tensor& positions);
 
 // ids: (...) integer in [0, V); weight: (V, C) -> (..., C).
 Tensor embedding(const Tensor& ids, const Tensor& weight);

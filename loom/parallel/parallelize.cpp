@@ -33,7 +33,7 @@ double Parallelized::forward_backward(const std::vector<data::Batch>& micro, dou
   } else {
     for (size_t i = 0; i < micro.size(); ++i) {
       dp_->before_forward();
-      Tensor l = ops::mul(model_.loss(model_.forward(micro[i].inputs), micro[i].targets, ops::Reduction::sum), scale);
+      Tensor l = ops::mul(model_.loss(model_.forward(micro[i].inputs, nullptr, micro[i].positions), micro[i].targets, ops::Reduction::sum), scale);
       dp_->backward(l, i + 1 == micro.size());
       loss += l.item();
     }
@@ -48,7 +48,7 @@ double Parallelized::evaluate(const std::vector<data::Batch>& batches) {
   double total = 0;
   for (const data::Batch& b : batches) {
     dp_->before_forward();
-    total += model_.loss(model_.forward(b.inputs), b.targets).item();
+    total += model_.loss(model_.forward(b.inputs, nullptr, b.positions), b.targets, ops::Reduction::sum).item();
   }
   return total;
 }

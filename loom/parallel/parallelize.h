@@ -8,7 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "loom/data/shards.h"
+#include "loom/data/loader.h"
 #include "loom/dist/mesh.h"
 #include "loom/nn/transformer.h"
 #include "loom/parallel/data_parallel.h"
@@ -33,7 +33,7 @@ class Parallelized {
   // summed loss times scale, and the gradient reduction (DataParallel::finish). Returns the
   // scaled losses summed over the micro-batches (and the stages: every rank gets them).
   double forward_backward(const std::vector<data::Batch>& micro, double scale);
-  // Forward only: the sum of the batches' mean losses (on every rank).
+  // Forward only: the batches' losses summed over their tokens (on every rank).
   double evaluate(const std::vector<data::Batch>& batches);
   DataParallel& data() const { return *dp_; }
   const Pipeline* pipeline() const { return pipeline_.get(); }

@@ -130,7 +130,7 @@ void Pipeline::wait_sends() {
 // Tags: 2k for the activation going into global chunk k, 2k + 1 for the gradient coming back to it.
 Tensor Pipeline::forward(int chunk, const data::Batch& batch, double scale, Tensor* input) {
   const int k = global_chunk(chunk), last_chunk = stages_ * chunks_ - 1;
-  const Tensor pos = nn::TransformerLM::positions(batch.inputs.size(1));
+  const Tensor pos = batch.positions.defined() ? batch.positions : nn::TransformerLM::positions(batch.inputs.size(1));
   Tensor x;
   if (k == 0) {
     x = model_.embed(batch.inputs, pos);
@@ -182,11 +182,9 @@ double Pipeline::evaluate(const std::vector<data::Batch>& batches, DataParallel&
   const int last_chunk = stages_ * chunks_ - 1;
   double total = 0;
   for (const data::Batch& b : batches) {
-    int64_t counted = 0;
-    for (int64_t t : b.targets.to_ints()) counted += t != -100;
     for (int v = 0; v < chunks_; ++v) {
       dp.before_forward();
-      Tensor out = forward(v, b, 1.0 / double(std::max<int64_t>(counted, 1)), nullptr);
+      Tensor out = forward(v, b, 1.0, nullptr);
       if (global_chunk(v) == last_chunk) total += out.item();
     }
   }

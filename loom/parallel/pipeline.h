@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "loom/data/shards.h"
+#include "loom/data/loader.h"
 #include "loom/dist/group.h"
 #include "loom/nn/transformer.h"
 #include "loom/parallel/data_parallel.h"
@@ -54,7 +54,7 @@ class Pipeline {
   // schedule, each micro-batch's summed loss times scale. Returns the summed, scaled losses on
   // the last stage, 0 elsewhere.
   double step(const std::vector<data::Batch>& micro, double scale, DataParallel& dp);
-  // Forward only: the sum of the batches' mean losses on the last stage, 0 elsewhere.
+  // Forward only: the batches' losses summed over their tokens on the last stage, 0 elsewhere.
   double evaluate(const std::vector<data::Batch>& batches, DataParallel& dp);
   // Seconds spent waiting for activations or gradients from other stages, since construction:
   // the pipeline's bubble as this stage sees it.

@@ -76,7 +76,10 @@ SequenceParallelPositions::SequenceParallelPositions(const nn::Embedding& whole,
   copy_slice(weight, whole.weight, 0, 0);
 }
 
-Tensor SequenceParallelPositions::forward(const Tensor& positions) const { return scatter_to(nn::Embedding::forward(positions), group_, 0); }
+// (T) positions give (T, C) rows, packed (B, T) ones (B, T, C): the sequence is the last but one dim.
+Tensor SequenceParallelPositions::forward(const Tensor& positions) const {
+  return scatter_to(nn::Embedding::forward(positions), group_, positions.ndim() - 1);
+}
 
 TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group, bool sequence_parallel) {
   const models::ModelConfig& c = model.config();

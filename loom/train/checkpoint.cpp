@@ -105,13 +105,24 @@ std::string save_checkpoint(const std::string& root, const nn::TransformerLM& mo
   if (group.rank() == 0)  // after the barrier: the other ranks need not wait for the deletions
     on_disk(root, [&] {
       std::vector<fs::path> complete = complete_checkpoints(root);
-      for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
+      const fs::path best = fs::is_symlink(fs::path(root) / "best") ? fs::path(root) / fs::read_symlink(fs::path(root) / "best") : fs::path();
+      for (size_t i = 0; i + size_t(keep) < complete.size(); ++i)
+        if (complete[i] != best) fs::remove_all(complete[i]);
       for (const auto& e : fs::directory_iterator(root)) {  // left by a save that crashed
         const std::string name = e.path().filename().string();
         if (name.rfind("step_", 0) == 0 && name.find(".tmp.") != std::string::npos) fs::remove_all(e.path());
       }
     });
   return final_dir.string();
+}
+
+void mark_best(const std::string& root, int64_t step) {
+  on_disk(root, [&] {
+    const fs::path link = fs::path(root) / "best", tmp = fs::path(root) / "best.tmp";
+    fs::remove(tmp);
+    fs::create_directory_symlink(step_name(step), tmp);
+    fs::rename(tmp, link);
+  });
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& root, dist::Group& group) {
@@ -142,12 +153,13 @@ TrainState load_checkpoint(const std::string& dir, const nn::TransformerLM& mode
 }
 
 std::string train_state_json(const TrainState& s) {
-  return nlohmann::json{{"step", s.step},
+  nlohmann::json j = {{"step", s.step},
                         {"optimizer_steps", s.optimizer_steps},
                         {"consumed_samples", s.consumed_samples},
                         {"global_batch", s.global_batch},
-                        {"config", s.config_toml}}
-      .dump(2);
+                        {"config", s.config_toml}};
+  if (s.best.step > 0) j["best"] = {{"step", s.best.step}, {"val_loss", s.best.val_loss}, {"evals_since", s.best.evals_since}};
+  return j.dump(2);
 }
 
 TrainState parse_train_state(const std::string& text, const std::string& origin) {
@@ -156,16 +168,22 @@ TrainState parse_train_state(const std::string& text, const std::string& origin)
   LOOM_CHECK(!js.contains("loader") || js.contains("consumed_samples"),
              "checkpoint: {} was written by an older Loom (its data position counts micro-batches, not sequences); it cannot be "
              "resumed, but its weights load with model.init = \"hf:DIR\"", origin);
-  auto count = [&](const char* key) {
-    LOOM_CHECK(js.contains(key) && js[key].is_number_integer() && js[key].get<int64_t>() >= 0,
-               "checkpoint: {}: field '{}' must be a non-negative integer, got {}", origin, key, js.contains(key) ? js[key].dump() : "nothing");
-    return js[key].get<int64_t>();
+  auto count = [&](const nlohmann::json& o, const char* key) {
+    LOOM_CHECK(o.contains(key) && o[key].is_number_integer() && o[key].get<int64_t>() >= 0,
+               "checkpoint: {}: field '{}' must be a non-negative integer, got {}", origin, key, o.contains(key) ? o[key].dump() : "nothing");
+    return o[key].get<int64_t>();
   };
   TrainState s;
-  s.step = count("step");
-  s.optimizer_steps = count("optimizer_steps");
-  s.consumed_samples = count("consumed_samples");
-  s.global_batch = count("global_batch");
+  s.step = count(js, "step");
+  s.optimizer_steps = count(js, "optimizer_steps");
+  s.consumed_samples = count(js, "consumed_samples");
+  s.global_batch = count(js, "global_batch");
+  if (js.contains("best")) {
+    const nlohmann::json& b = js["best"];
+    LOOM_CHECK(b.is_object() && b.contains("val_loss") && b["val_loss"].is_number(),
+               "checkpoint: {}: field 'best' must be {{\"step\", \"val_loss\", \"evals_since\"}}, got {}", origin, b.dump());
+    s.best = {count(b, "step"), b["val_loss"].get<double>(), count(b, "evals_since")};
+  }
   LOOM_CHECK(js.contains("config") && js["config"].is_string(), "checkpoint: {}: field 'config' must be a string", origin);
   s.config_toml = js["config"].get<std::string>();
   return s;

@@ -27,9 +27,15 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"model.vocab_size", &c.vocab_size},
           {"model.n_layer", &c.n_layer},
           {"model.adapter", &c.adapter},
+          {"model.tokenizer", &c.tokenizer},
           {"data.train", &c.data_train},
           {"data.val", &c.data_val},
           {"data.shuffle", &c.data_shuffle},
+          {"data.replay", &c.replay},
+          {"data.replay_fraction", &c.replay_fraction},
+          {"sft.train_on", &c.sft_train_on},
+          {"sft.packing", &c.sft_packing},
+          {"sft.truncation", &c.sft_truncation},
           {"training.steps", &c.steps},
           {"training.batch_size", &c.batch_size},
           {"training.seq_len", &c.seq_len},
@@ -68,7 +74,9 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"logging.metrics", &c.metrics},
           {"logging.peak_flops", &c.peak_flops},
           {"eval.every", &c.eval_every},
-          {"eval.batches", &c.eval_batches}};
+          {"eval.batches", &c.eval_batches},
+          {"eval.base", &c.eval_base},
+          {"eval.patience", &c.eval_patience}};
 }
 
 Field find_field(TrainConfig& c, const std::string& key, const std::string& where) {
@@ -233,6 +241,12 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, "config: optimizer.min_lr_ratio must be in [0, 1], got {}", c.min_lr_ratio);
   LOOM_CHECK(!c.data_train.empty(), "config: data.train is not set");
   LOOM_CHECK(c.eval_every == 0 || !c.data_val.empty(), "config: eval.every = {} needs data.val", c.eval_every);
+  LOOM_CHECK(c.eval_patience >= 0, "config: eval.patience must be >= 0 (0 = never stop early), got {}", c.eval_patience);
+  LOOM_CHECK(c.eval_patience == 0 || c.eval_every > 0, "config: eval.patience = {} needs eval.every and data.val", c.eval_patience);
+  LOOM_CHECK(c.eval_base.empty() || c.eval_every > 0, "config: eval.base needs eval.every (it is evaluated with data.val)");
+  LOOM_CHECK(c.replay_fraction >= 0 && c.replay_fraction < 1, "config: data.replay_fraction must be in [0, 1), got {}", c.replay_fraction);
+  LOOM_CHECK(c.replay.empty() == (c.replay_fraction == 0), "config: data.replay and data.replay_fraction go together (got \"{}\" and {})",
+             c.replay, c.replay_fraction);
   LOOM_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "config: checkpoint.every = {} needs checkpoint.dir", c.checkpoint_every);
   LOOM_CHECK(c.lora_r >= 0 && c.lora_alpha > 0, "config: lora.r must be >= 0 (0 = no LoRA) and lora.alpha > 0, got {} and {}", c.lora_r,
              c.lora_alpha);

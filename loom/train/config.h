@@ -16,9 +16,17 @@ struct TrainConfig {
   int64_t vocab_size = 0;  // 0 = the preset's; else resized to match a tokenizer
   int64_t n_layer = 0;     // 0 = the preset's; else that many blocks
   std::string adapter;     // a PEFT LoRA adapter directory to continue training (its settings replace [lora])
-  // [data]
+  std::string tokenizer;   // a tokenizer file or directory (loom sft); "" = model.init's directory
+  // [data] (loom sft: JSON Lines examples; loom train: token shards)
   std::string data_train, data_val;
   bool data_shuffle = false;
+  std::string replay;           // token shards mixed into training against forgetting; "" = none
+  double replay_fraction = 0;   // of the sequences of each step that come from data.replay
+  // [sft]
+  std::string sft_train_on = "assistant";   // "assistant" | "last_assistant" | "all"
+  bool sft_packing = false;
+  std::string sft_truncation = "truncate";  // "truncate" | "drop"
+
   // [training]
   int64_t steps = 100, batch_size = 4, seq_len = 64, grad_accum = 1, threads = 0;  // threads 0 = the rank's share of the cores
   uint64_t seed = 1337;
@@ -53,6 +61,8 @@ struct TrainConfig {
   double peak_flops = 0;   // FLOP/s of all ranks together that MFU is relative to; 0 = derived from the CPU
   // [eval]
   int64_t eval_every = 0, eval_batches = 10;
+  std::string eval_base;     // pre-training validation shards whose loss and perplexity are logged at each eval
+  int64_t eval_patience = 0; // stop when the validation loss has not improved for this many evals (0 = never)
 };
 
 // Defaults, then the TOML file (if path non-empty), then each "section.key=value" override.

@@ -14,11 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/autograd/function.h"
+#include "loom/data/sft.h"
 #include "loom/io/hf_checkpoint.h"
 #include "loom/io/llmc.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/nn.h"
-#include "loom/train/checkpoint.h"
 #include "loom/train/resources.h"
 
 namespace loom::train {
@@ -80,7 +80,7 @@ double flops_per_token(const nn::TransformerLM& model, int64_t T) {
   return 6.0 * double(model.num_parameters()) + 6.0 * double(c.n_layer) * double(c.n_head * c.head_dim) * double(T);
 }
 
-Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world) : cfg_(std::move(cfg)), world_(std::move(world)) {
+Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world, Task task) : cfg_(std::move(cfg)), world_(std::move(world)) {
   const int threads = cfg_.threads > 0 ? int(cfg_.threads) : threads_per_rank();
   omp_set_num_threads(threads);
   world_->set_timeout_s(cfg_.timeout_s);
@@ -118,11 +118,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   pc.pipeline = {cfg_.pp_schedule, int(cfg_.virtual_stages), cfg_.pp_layout};
   pc.data = {int(cfg_.zero), cfg_.bucket_mb, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}};
   par_ = parallel::parallelize(*model_, *mesh_, pc);
-  const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp;
-  train_ = std::make_unique<data::DataLoader>(cfg_.data_train, "data.train", cfg_.batch_size, cfg_.seq_len, cfg_.data_shuffle, cfg_.seed, V,
-                                              part, parts);
-  if (!cfg_.data_val.empty())
-    val_ = std::make_unique<data::DataLoader>(cfg_.data_val, "data.val", cfg_.batch_size, cfg_.seq_len, false, cfg_.seed, V, part, parts);
+  make_loaders(task);
   const PeakFlops peak = cpu_peak_flops(threads);
   peak_flops_ = cfg_.peak_flops > 0 ? cfg_.peak_flops : dist::all_reduce_value(*world_, peak.flops);
   if (main_rank_)
@@ -133,6 +129,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
     if (auto dir = latest_checkpoint(cfg_.checkpoint_dir, *world_)) {
       TrainState s = load_checkpoint(*dir, *model_, par_->data());
       start_step_ = s.step;
+      best_ = s.best;
       train_->set_consumed(s.consumed_samples);
       if (main_rank_) {
         fmt::print("resumed from {} (step {}, {} sequences consumed)\n", *dir, s.step, s.consumed_samples);
@@ -146,11 +143,48 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   }
 }
 
-double Trainer::evaluate() {
-  val_->reset();
+void Trainer::make_loaders(Task task) {
+  const int64_t V = model_->config().vocab_size, part = mesh_->coords().dp, parts = mesh_->dims().dp, B = cfg_.batch_size, T = cfg_.seq_len;
+  auto loader = [&](std::shared_ptr<const data::Sequences> seqs, const std::string& key, bool shuffle, data::Replay replay = {}) {
+    return std::make_unique<data::DataLoader>(std::move(seqs), key, B, shuffle, cfg_.seed, part, parts, std::move(replay));
+  };
+  data::Replay replay;
+  if (!cfg_.replay.empty()) replay = {data::shard_windows(cfg_.replay, "data.replay", T, V), cfg_.replay_fraction};
+  if (task == Task::pretrain) {
+    train_ = loader(data::shard_windows(cfg_.data_train, "data.train", T, V), "data.train", cfg_.data_shuffle, replay);
+    if (!cfg_.data_val.empty()) val_ = loader(data::shard_windows(cfg_.data_val, "data.val", T, V), "data.val", false);
+  } else {
+    const std::string model_dir = cfg_.model_init.starts_with("hf:") ? cfg_.model_init.substr(3) : "";
+    const std::string tok_path = cfg_.tokenizer.empty() ? model_dir : cfg_.tokenizer;
+    LOOM_CHECK(!tok_path.empty(), "config: model.tokenizer is not set, and model.init is not hf:DIR (whose tokenizer would be used)");
+    const data::SftTokenizer tok = data::load_sft_tokenizer(tok_path, model_dir.empty() ? tok_path : model_dir);
+    const data::SftOptions options{cfg_.sft_train_on, cfg_.sft_packing, cfg_.sft_truncation, T};
+    auto examples = [&](const std::string& key, const std::string& path) {
+      data::SftStats st;
+      auto seqs = data::sft_sequences(path, key, tok, options, V, &st);
+      if (main_rank_)
+        fmt::print("{}: {} examples -> {} sequences of {} ({}), {} trained tokens of {}; {} truncated, {} dropped as too long, {} dropped "
+                   "without a trained token\n",
+                   key, st.examples, st.sequences, T, cfg_.sft_packing ? "packed" : "padded", st.trained_tokens, st.tokens, st.truncated,
+                   st.too_long, st.untrained);
+      return seqs;
+    };
+    train_ = loader(examples("data.train", cfg_.data_train), "data.train", cfg_.data_shuffle, replay);
+    if (!cfg_.data_val.empty()) val_ = loader(examples("data.val", cfg_.data_val), "data.val", false);
+  }
+  if (!cfg_.eval_base.empty()) base_ = loader(data::shard_windows(cfg_.eval_base, "eval.base", T, V), "eval.base", false);
+}
+
+double Trainer::evaluate(data::DataLoader& loader) {
+  loader.reset();
   std::vector<data::Batch> batches;
-  for (int64_t i = 0; i < cfg_.eval_batches; ++i) batches.push_back(val_->next());
-  return dist::all_reduce_value(*mesh_->dp(), par_->evaluate(batches)) / double(cfg_.eval_batches * mesh_->dims().dp);
+  int64_t counted = 0;
+  for (int64_t i = 0; i < cfg_.eval_batches; ++i) {
+    batches.push_back(loader.next());
+    for (int64_t t : batches.back().targets.to_ints()) counted += t != -100;
+  }
+  const double sum = dist::all_reduce_value(*mesh_->dp(), par_->evaluate(batches));
+  return sum / std::max(1.0, dist::all_reduce_value(*mesh_->dp(), double(counted)));
 }
 
 int Trainer::run() {
@@ -177,12 +211,17 @@ int Trainer::run() {
   int64_t saved = start_step_;  // the newest step on disk (a resumed run's is already there)
   auto save = [&](int64_t step) {
     if (cfg_.checkpoint_dir.empty() || step == saved) return;
-    // A run from a Hugging Face directory keeps its tokenizer files beside the weights (generate and eval need only --model).
+    // The checkpoint keeps the tokenizer files of the Hugging Face directory it started from and
+    // of model.tokenizer beside the weights (generate and eval need only --model).
     auto extra = [&](const std::filesystem::path& dir) {
       if (lora_.r > 0) io::save_adapter(dir, *model_, lora_, cfg_.model_init);
       if (cfg_.model_init.starts_with("hf:")) tokenizer::copy_tokenizer_files(cfg_.model_init.substr(3), dir);
+      if (!cfg_.tokenizer.empty())
+        tokenizer::copy_tokenizer_files(std::filesystem::is_directory(cfg_.tokenizer) ? std::filesystem::path(cfg_.tokenizer)
+                                                                                       : std::filesystem::path(cfg_.tokenizer).parent_path(),
+                                        dir);
     };
-    save_checkpoint(cfg_.checkpoint_dir, *model_, par_->data(), *mesh_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_)},
+    save_checkpoint(cfg_.checkpoint_dir, *model_, par_->data(), *mesh_, {step, 0, train_->consumed(), global_batch(), to_toml(cfg_), best_},
                     cfg_.checkpoint_keep, extra);
     saved = step;
   };
@@ -207,10 +246,19 @@ int Trainer::run() {
     const double tps = double(tokens_per_step) / dt;
     nlohmann::json rec = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tps}, {"mfu", fpt * tps / peak_flops_}};
     std::string val_text;
+    bool improved = false;
     if (val_ && cfg_.eval_every > 0 && (step % cfg_.eval_every == 0 || step == cfg_.steps)) {
-      const double vl = evaluate();
+      const double vl = evaluate(*val_);
       rec["val_loss"] = vl;
       val_text = fmt::format("  val {:.4f}", vl);
+      if (base_) {
+        const double bl = evaluate(*base_);
+        rec["base_loss"] = bl;
+        rec["base_ppl"] = std::exp(bl);
+        val_text += fmt::format("  base ppl {:.2f}", std::exp(bl));
+      }
+      improved = best_.step == 0 || vl < best_.val_loss;
+      best_ = improved ? TrainState::Best{step, vl, 0} : TrainState::Best{best_.step, best_.val_loss, best_.evals_since + 1};
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double eta = elapsed / double(step - start_step_) * double(cfg_.steps - step);
@@ -220,6 +268,17 @@ int Trainer::run() {
     std::fflush(stdout);
     if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     if (cfg_.checkpoint_every > 0 && step % cfg_.checkpoint_every == 0 && step != cfg_.steps) save(step);
+    if (cfg_.eval_patience > 0 && improved && !cfg_.checkpoint_dir.empty()) {  // the best so far is kept
+      save(step);
+      if (main_rank_) mark_best(cfg_.checkpoint_dir, step);
+    }
+    if (cfg_.eval_patience > 0 && best_.evals_since >= cfg_.eval_patience) {
+      if (main_rank_)
+        fmt::print("stopping early at step {}: the validation loss has not improved for {} evaluations; the best was {:.4f} at step {}{}\n",
+                   step, best_.evals_since, best_.val_loss, best_.step,
+                   cfg_.checkpoint_dir.empty() ? "" : fmt::format(" ({}/best)", cfg_.checkpoint_dir));
+      return 0;
+    }
     if (dist::all_reduce_value(*world_, g_signal != 0 ? 1.0 : 0.0) > 0) {  // every rank stops at the same step
       save(step);
       if (main_rank_)

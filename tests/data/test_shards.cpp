@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 
+#include "loom/data/loader.h"
 #include "loom/data/shards.h"
 
 using namespace loom;

@@ -1,5 +1,6 @@
-// Rotary embedding CPU kernel: builds a (T, D/2) cos/sin table once, then rotates every (b, t)
-// row of H heads in parallel. The table costs T*D/2 trig calls against B*T*H*D rotated values.
+// Rotary embedding CPU kernel: builds a (T, D/2) cos/sin table once ((B·T, D/2) for per-row
+// positions), then rotates every (b, t) row of H heads in parallel. The table costs at most
+// B·T·D/2 trig calls against B·T·H·D rotated values.
 #include "loom/backend/cpu/rope.h"
 
 #include <cmath>
@@ -16,7 +17,7 @@ constexpr int64_t kParallelGrain = 32768;  // below this many elements threads c
 
 template <typename T>
 void rope_forward(const T* x, T* y, const int64_t* pos, int64_t B, int64_t T_, int64_t H, int64_t D, double theta,
-                  bool inverse) {
+                  bool inverse, bool per_row) {
   LOOM_CHECK(D % 2 == 0, "rope: head size {} must be even", D);
   const int64_t half = D / 2;
 
@@ -25,9 +26,10 @@ void rope_forward(const T* x, T* y, const int64_t* pos, int64_t B, int64_t T_, i
   for (int64_t j = 0; j < half; ++j) inv_freq[j] = T(1) / std::pow(T(theta), T(2 * j) / T(D));
 
   const T sign = inverse ? T(-1) : T(1);
-  std::vector<T> cos_table(T_ * half), sin_table(T_ * half);  // (T, D/2)
-#pragma omp parallel for schedule(static) if (T_ * half > kParallelGrain)
-  for (int64_t t = 0; t < T_; ++t) {
+  const int64_t rows = per_row ? B * T_ : T_;
+  std::vector<T> cos_table(rows * half), sin_table(rows * half);  // (rows, D/2)
+#pragma omp parallel for schedule(static) if (rows * half > kParallelGrain)
+  for (int64_t t = 0; t < rows; ++t) {
     const T p = T(pos ? pos[t] : t);
     for (int64_t j = 0; j < half; ++j) {
       const T angle = p * inv_freq[j];
@@ -38,8 +40,9 @@ void rope_forward(const T* x, T* y, const int64_t* pos, int64_t B, int64_t T_, i
 
 #pragma omp parallel for schedule(static) if (B * T_ * H * D > kParallelGrain)
   for (int64_t bt = 0; bt < B * T_; ++bt) {
-    const T* cs = cos_table.data() + (bt % T_) * half;  // (D/2)
-    const T* sn = sin_table.data() + (bt % T_) * half;  // (D/2)
+    const int64_t row = per_row ? bt : bt % T_;
+    const T* cs = cos_table.data() + row * half;  // (D/2)
+    const T* sn = sin_table.data() + row * half;  // (D/2)
     for (int64_t h = 0; h < H; ++h) {
       const T* xr = x + (bt * H + h) * D;  // (D)
       T* yr = y + (bt * H + h) * D;        // (D)
@@ -54,8 +57,8 @@ void rope_forward(const T* x, T* y, const int64_t* pos, int64_t B, int64_t T_, i
 }
 
 template void rope_forward<float>(const float*, float*, const int64_t*, int64_t, int64_t, int64_t, int64_t, double,
-                                  bool);
+                                  bool, bool);
 template void rope_forward<double>(const double*, double*, const int64_t*, int64_t, int64_t, int64_t, int64_t,
-                                   double, bool);
+                                   double, bool, bool);
 
 }  // namespace loom::cpu
