@@ -24,8 +24,9 @@ std::string string_field(const ojson& j, const std::string& key) {
 // Text in order, each piece trained or not.
 using Pieces = std::vector<std::pair<std::string, bool>>;
 
-// Marks an assistant message's content in a rendering; no template writes these bytes.
-std::string sentinel(size_t i) { return "\x1e\x1fLOOM_SFT_" + std::to_string(i) + "\x1f\x1e"; }
+// Marks an assistant message's content in a rendering: private-use characters (U+E000, U+E001)
+// that no template writes, and that Python's strip() keeps (it strips \x1c-\x1f).
+std::string sentinel(size_t i) { return "\xee\x80\x80LOOM_SFT_" + std::to_string(i) + "\xee\x80\x81"; }
 
 // The rendered conversation in pieces: each trained assistant message's content as the template
 // writes it, plus what follows it up to and including the first end-of-turn token. The template
@@ -42,8 +43,6 @@ Pieces chat_pieces(const ojson& line, const SftTokenizer& t, const std::string& 
     return chat::apply_chat_template(t.config.chat_template, msgs, false, t.config.bos_token.value_or(""), t.config.eos_token.value_or(""),
                                      extra);
   };
-  const std::string real = render(messages);
-  if (train_on == "all") return {{real, true}};
   std::vector<size_t> assistant;  // message indices
   ojson marked = messages;
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -55,7 +54,9 @@ Pieces chat_pieces(const ojson& line, const SftTokenizer& t, const std::string& 
     marked[i]["content"] = sentinel(assistant.size());
     assistant.push_back(i);
   }
-  LOOM_CHECK(!assistant.empty(), "\"messages\" holds no assistant message to train on (sft.train_on = \"{}\")", train_on);
+  LOOM_CHECK(!assistant.empty(), "\"messages\" holds no assistant message to train on");
+  const std::string real = render(messages);
+  if (train_on == "all") return {{real, true}};
   // The template's own text around the contents: between[0] before the first, between[k] after the k-th.
   const std::string shape = render(marked);
   std::vector<std::string> between;
