@@ -1,6 +1,6 @@
 // SFT data: which tokens are trained, on the real chat templates (LLaMA-3, Qwen3, Mistral-Nemo,
 // Gemma 3, DeepSeek-V3, from their npm packages), prompt/completion and text examples; packing,
-// padding and truncation against rows worked out by hand; the replay mix of the loader.
+// padding and truncation against rows worked out by hand.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,9 +8,7 @@
 #include <fstream>
 
 #include "loom/chat/template.h"
-#include "loom/data/loader.h"
 #include "loom/data/sft.h"
-#include "loom/data/shards.h"
 
 using namespace loom;
 namespace fs = std::filesystem;
@@ -205,33 +203,4 @@ TEST(SftData, PackingPaddingAndTruncationByHand) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("outside the model's vocabulary of 1000"), std::string::npos) << e.what();
   }
-}
-
-// Replay: sequence k of the stream is replayed when ⌊(k+1)f⌋ > ⌊kf⌋, whatever the split.
-TEST(DataLoaderReplay, MixesAtTheFractionWhateverTheSplit) {
-  TempDir d;
-  std::vector<uint32_t> main(10 * 4 + 1), replay(10 * 4 + 1);
-  for (size_t i = 0; i < main.size(); ++i) main[i] = uint32_t(i), replay[i] = uint32_t(1000 + i);
-  data::write_shard(d.file("main.bin"), main, false);
-  data::write_shard(d.file("replay.bin"), replay, false);
-  auto first_tokens = [&](int64_t B, int64_t parts, bool shuffle) {
-    std::vector<int64_t> firsts;
-    std::vector<std::unique_ptr<data::DataLoader>> dl;
-    for (int64_t p = 0; p < parts; ++p)
-      dl.push_back(std::make_unique<data::DataLoader>(data::shard_windows(d.file("main.bin"), "data.train", 4, 2000), "data.train", B, shuffle,
-                                                      7, p, parts, data::Replay{data::shard_windows(d.file("replay.bin"), "data.replay", 4, 2000), 0.25}));
-    for (int step = 0; step < 24 / (B * parts); ++step)
-      for (auto& l : dl) {
-        const std::vector<int64_t> ids = l->next().inputs.to_ints();
-        for (int64_t i = 0; i < B; ++i) firsts.push_back(ids[size_t(i * 4)]);
-      }
-    return firsts;
-  };
-  const std::vector<int64_t> seq = first_tokens(4, 1, false);
-  // Every fourth sequence (k = 3, 7, ...) is the next replay window; the others the next main windows.
-  std::vector<int64_t> want;
-  for (int64_t k = 0, r = 0, m = 0; k < 24; ++k) want.push_back((k + 1) % 4 == 0 ? 1000 + 4 * (r++ % 10) : 4 * (m++ % 10));
-  EXPECT_EQ(seq, want);
-  EXPECT_EQ(first_tokens(2, 2, false), seq);
-  EXPECT_EQ(first_tokens(3, 2, true), first_tokens(6, 1, true));
 }
