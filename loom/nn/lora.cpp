@@ -54,12 +54,14 @@ Tensor LoraLinear::merged_weight() const {
 }
 
 std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c) {
+  // GPT2LMHeadModel holds its blocks under `transformer.` (which GPT-2's tensor names may lack).
+  const std::string prefix = c.family == "gpt2" ? "transformer." : "";
   std::map<std::string, std::string> out;
   for (const models::HfTensor& t : models::hf_tensor_map(c))
     for (const auto& [name, shape] : t.parts) {
       if (!name.ends_with(".weight") || shape.size() != 2) continue;
       const std::string path = name.substr(0, name.size() - 7);
-      out[path] = t.parts.size() == 1 && t.hf_name.ends_with(".weight") ? t.hf_name.substr(0, t.hf_name.size() - 7) : "";
+      out[path] = t.parts.size() == 1 && t.hf_name.ends_with(".weight") ? prefix + t.hf_name.substr(0, t.hf_name.size() - 7) : "";
     }
   return out;
 }

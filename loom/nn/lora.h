@@ -36,9 +36,10 @@ class LoraLinear : public Linear {
   double scale;
 };
 
-// The Hugging Face module path of each Linear of TransformerLM(c) ("layers.0.attn.wq" ->
-// "model.layers.0.self_attn.q_proj"); "" for one that is part of a fused HF tensor (GPT-2's
-// c_attn), which LoRA cannot adapt on its own.
+// The Hugging Face module path of each Linear of TransformerLM(c), as PEFT names the modules of
+// transformers' *ForCausalLM ("layers.0.attn.wq" -> "model.layers.0.self_attn.q_proj") and
+// GPT2LMHeadModel ("layers.0.mlp.fc" -> "transformer.h.0.mlp.c_fc"); "" for one that is part of
+// a fused HF tensor (GPT-2's c_attn), which LoRA cannot adapt on its own.
 std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c);
 
 // Replaces each target Linear of `model` with a LoraLinear (A from `seed`; each module its own
