@@ -144,7 +144,7 @@ Batch DataLoader::next() {
   // The position may come from a checkpoint's train_state.json: this batch must not overflow it.
   LOOM_CHECK(consumed_ <= std::numeric_limits<int64_t>::max() - B_ * parts_, "{}: position {} leaves no room for {} more sequences", key_,
              consumed_, B_ * parts_);
-  Batch b{Tensor::empty({B_, T_}, DType::i64), Tensor::empty({B_, T_}, DType::i64)};
+  Batch b{Tensor::empty({B_, T_}, DType::i64), Tensor::empty({B_, T_}, DType::i64), consumed_ + part_ * B_};
   const int64_t per_epoch = sequences_per_epoch();
   for (int64_t i = 0; i < B_; ++i) {
     const int64_t seq = consumed_ + part_ * B_ + i, epoch = seq / per_epoch, slot = seq % per_epoch;

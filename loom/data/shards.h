@@ -39,6 +39,7 @@ std::vector<std::string> expand_paths(const std::string& spec, const std::string
 
 struct Batch {
   Tensor inputs, targets;  // (B, T) i64 each
+  int64_t first = -1;      // the position in the stream of row 0's sequence (rows follow on); -1: none
 };
 
 // The data is a stream of sequences: windows of T+1 tokens at multiples of T in each shard

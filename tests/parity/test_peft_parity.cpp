@@ -1,5 +1,5 @@
 // Whole-model LoRA parity with PEFT: Loom adapts a GPT-2 (Conv1D layers: fan_in_fan_out), a LLaMA
-// (GQA, head_dim != C/H, rsLoRA, every linear) and a Qwen2 (GQA, q/k/v biases, tied head) model of
+// (GQA, head_dim != C/H, rsLoRA, every linear) and a Qwen2 (GQA, q/k/v biases, tied head, lora_dropout) model of
 // test_model_parity's shapes, gives every lora_B random values, and saves the base as a Hugging
 // Face directory (io::save_hf) and the adapter as PEFT files (io::save_adapter). peft_reference.py
 // applies those files as PEFT does, on model_reference.py's PyTorch models, knowing nothing of
@@ -106,7 +106,8 @@ INSTANTIATE_TEST_SUITE_P(
     Families, PeftParity,
     ::testing::Values(Case{"gpt2", {.r = 4, .alpha = 8, .targets = {"c_fc", "c_proj"}}},
                       Case{"llama", {.r = 8, .alpha = 16, .targets = {"all-linear"}, .rslora = true}},
-                      Case{"qwen2", {.r = 4, .alpha = 32, .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"}}}),
+                      // lora_dropout in the files: neither side drops anything outside training.
+                      Case{"qwen2", {.r = 4, .alpha = 32, .dropout = 0.1, .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"}}}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.family; });
 
 }  // namespace
