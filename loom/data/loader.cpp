@@ -102,7 +102,7 @@ Batch DataLoader::next() {
   LOOM_CHECK(consumed_ <= std::numeric_limits<int64_t>::max() - B_ * parts_, "{}: position {} leaves no room for {} more sequences", key_,
              consumed_, B_ * parts_);
   const int64_t T = main_.seqs->seq_len();
-  Batch b{Tensor::empty({B_, T}, DType::i64), Tensor::empty({B_, T}, DType::i64), Tensor::empty({B_, T}, DType::i64)};
+  Batch b{Tensor::empty({B_, T}, DType::i64), Tensor::empty({B_, T}, DType::i64), Tensor::empty({B_, T}, DType::i64), consumed_ + part_ * B_};
   auto replayed = [&](int64_t k) { return replay_.seqs ? int64_t(std::floor(double(k) * fraction_)) : 0; };  // replay sequences before k
   for (int64_t i = 0; i < B_; ++i) {
     const int64_t k = consumed_ + part_ * B_ + i, r = replayed(k);

@@ -16,6 +16,7 @@ struct Batch {
   // (B, T) i64 when documents are packed into rows: each document's positions start at 0, and
   // attention stays within the document (a position 0 starts one). Undefined: 0..T-1 in every row.
   Tensor positions = {};
+  int64_t first = -1;  // the place in the stream of row 0's sequence (rows follow on; LoRA dropout's masks); -1: none
 };
 
 // A fixed set of sequences of T inputs and T targets.

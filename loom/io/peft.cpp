@@ -74,6 +74,10 @@ nn::LoraConfig read_adapter_config(const fs::path& dir) {
   LOOM_CHECK(field("lora_alpha").is_number(), "adapter: {}: lora_alpha must be a number", where);
   cfg.alpha = field("lora_alpha").get<double>();
   cfg.rslora = j.value("use_rslora", false);
+  const json p = j.value("lora_dropout", json(0.0));
+  LOOM_CHECK(p.is_number() && p.get<double>() >= 0 && p.get<double>() < 1, "adapter: {}: lora_dropout must be a number in [0, 1), got {}",
+             where, p.dump());
+  cfg.dropout = p.get<double>();
   const json& t = field("target_modules");
   if (t.is_string()) {
     cfg.targets = {t.get<std::string>()};
@@ -81,12 +85,12 @@ nn::LoraConfig read_adapter_config(const fs::path& dir) {
     LOOM_CHECK(t.is_array() && !t.empty(), "adapter: {}: target_modules must be a string or a non-empty list", where);
     cfg.targets = t.get<std::vector<std::string>>();
   }
-  return cfg;  // dropout plays no part in using an adapter
+  return cfg;
 }
 
-void load_adapter(const fs::path& dir, nn::TransformerLM& model) {
+void load_adapter(const fs::path& dir, nn::TransformerLM& model, uint64_t seed) {
   const nn::LoraConfig cfg = read_adapter_config(dir);
-  const std::vector<std::string> paths = nn::apply_lora(model, cfg, 0);
+  const std::vector<std::string> paths = nn::apply_lora(model, cfg, seed);
   const fs::path file = dir / "adapter_model.safetensors";
   TensorMap tensors = read_safetensors(file);
   const std::map<std::string, std::string> hf = nn::hf_module_paths(model.config());

@@ -15,10 +15,11 @@ namespace loom::io {
 void save_adapter(const std::filesystem::path& dir, const nn::TransformerLM& model, const nn::LoraConfig& cfg,
                   const std::string& base);
 // The LoRA settings of `dir`/adapter_config.json; an error naming the file and field for what Loom
-// cannot run (another peft_type, biases, dropout aside).
+// cannot run (another peft_type, biases).
 nn::LoraConfig read_adapter_config(const std::filesystem::path& dir);
-// Adapts `model` as `dir` says (apply_lora with its target_modules) and loads the adapter's
-// tensors; a missing, extra or mis-shaped tensor is an error naming it.
-void load_adapter(const std::filesystem::path& dir, nn::TransformerLM& model);
+// Adapts `model` as `dir` says (apply_lora with its target_modules and `seed`, which only the
+// dropout of further training draws from) and loads the adapter's tensors; a missing, extra or
+// mis-shaped tensor is an error naming it.
+void load_adapter(const std::filesystem::path& dir, nn::TransformerLM& model, uint64_t seed = 0);
 
 }  // namespace loom::io

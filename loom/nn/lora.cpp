@@ -34,9 +34,10 @@ bool matches_pattern(const std::string& name, const std::string& p) {
 double LoraConfig::scale() const { return rslora ? alpha / std::sqrt(double(r)) : alpha / double(r); }
 
 LoraLinear::LoraLinear(std::shared_ptr<Linear> b, const LoraConfig& cfg, uint64_t seed)
-    : Linear(b->weight, b->bias), base(std::move(b)), scale(cfg.scale()) {
+    // The dropout stream: another Philox key than A's (seed XOR the golden ratio's 64 bits).
+    : Linear(b->weight, b->bias), base(std::move(b)), scale(cfg.scale()), dropout(cfg.dropout), dropout_seed(seed ^ 0x9E3779B97F4A7C15ull) {
   LOOM_CHECK(cfg.r > 0, "lora.r must be positive, got {}", cfg.r);
-  LOOM_CHECK(cfg.dropout == 0, "lora.dropout {} is not supported yet (only 0)", cfg.dropout);
+  LOOM_CHECK(cfg.dropout >= 0 && cfg.dropout < 1, "lora.dropout must be in [0, 1), got {}", cfg.dropout);
   const Shape& w = base->weight.shape();
   const int64_t out = w[0], in = w[1];
   const double bound = 1.0 / std::sqrt(double(in));  // kaiming_uniform_(a=√5)
@@ -45,7 +46,12 @@ LoraLinear::LoraLinear(std::shared_ptr<Linear> b, const LoraConfig& cfg, uint64_
 }
 
 Tensor LoraLinear::forward(const Tensor& x) const {
-  return ops::add(base->forward(x), ops::mul(lora_B->forward(lora_A->forward(x)), scale));
+  Tensor dropped = x;
+  if (first_sequence && dropout > 0) {
+    const uint64_t row = uint64_t(x.numel() / x.size(0));
+    dropped = ops::dropout(x, dropout, RngKey{dropout_seed, uint64_t(*first_sequence) * row});
+  }
+  return ops::add(base->forward(x), ops::mul(lora_B->forward(lora_A->forward(dropped)), scale));
 }
 
 Tensor LoraLinear::merged_weight() const {
@@ -54,12 +60,14 @@ Tensor LoraLinear::merged_weight() const {
 }
 
 std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c) {
+  // GPT2LMHeadModel holds its blocks under `transformer.` (which GPT-2's tensor names may lack).
+  const std::string prefix = c.family == "gpt2" ? "transformer." : "";
   std::map<std::string, std::string> out;
   for (const models::HfTensor& t : models::hf_tensor_map(c))
     for (const auto& [name, shape] : t.parts) {
       if (!name.ends_with(".weight") || shape.size() != 2) continue;
       const std::string path = name.substr(0, name.size() - 7);
-      out[path] = t.parts.size() == 1 && t.hf_name.ends_with(".weight") ? t.hf_name.substr(0, t.hf_name.size() - 7) : "";
+      out[path] = t.parts.size() == 1 && t.hf_name.ends_with(".weight") ? prefix + t.hf_name.substr(0, t.hf_name.size() - 7) : "";
     }
   return out;
 }
@@ -103,6 +111,16 @@ std::map<std::string, Tensor> merged_state_dict(const Module& model) {
   for (const auto& [path, m] : model.named_modules())
     if (auto lora = std::dynamic_pointer_cast<LoraLinear>(m)) out[path + ".weight"] = lora->merged_weight();
   return out;
+}
+
+void set_lora_dropout(Module& model, std::optional<int64_t> first) {
+  for (const auto& [path, m] : model.named_modules())
+    if (auto lora = std::dynamic_pointer_cast<LoraLinear>(m)) {
+      LOOM_CHECK(!first || *first >= 0 || lora->dropout == 0,
+                 "lora.dropout: the batch has no position in the data stream (data::Batch::first), which {}'s dropout masks are drawn from",
+                 path);
+      lora->first_sequence = first;
+    }
 }
 
 void freeze_all_but(Module& model, const std::vector<std::string>& patterns) {

@@ -1,10 +1,11 @@
-// LoRA as PEFT defines it: y = W x + s · B A x with A (r, in) ~ U(±1/√in), B (out, r) = 0 and
-// s = α / r (α / √r with rsLoRA). The adapted linear keeps the base's weight and bias under
+// LoRA as PEFT defines it: y = W x + s · B A dropout(x) with A (r, in) ~ U(±1/√in), B (out, r) = 0
+// and s = α / r (α / √r with rsLoRA). The adapted linear keeps the base's weight and bias under
 // their names (frozen), so state dicts, checkpoints and Hugging Face names of the base stay as
 // they are; the adapter adds `<path>.lora_A.weight` and `<path>.lora_B.weight`.
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,7 @@ namespace loom::nn {
 struct LoraConfig {
   int64_t r = 0;  // 0: no LoRA
   double alpha = 16;
-  double dropout = 0;  // only 0 is implemented
+  double dropout = 0;  // PEFT's lora_dropout: the probability of zeroing an element of the adapter's input, in [0, 1)
   // Hugging Face module names, as PEFT's target_modules ("q_proj", "self_attn.v_proj", ...: a
   // module whose HF path ends in one matches), or "all-linear" (every linear but the head).
   std::vector<std::string> targets = {"all-linear"};
@@ -26,19 +27,27 @@ struct LoraConfig {
 
 class LoraLinear : public Linear {
  public:
-  // Adapts `base` (kept as it is, its weight and bias shared); A drawn from `seed`'s stream.
+  // Adapts `base` (kept as it is, its weight and bias shared); A drawn from `seed`'s stream, the
+  // dropout masks from a stream of their own derived from `seed`.
   LoraLinear(std::shared_ptr<Linear> base, const LoraConfig& cfg, uint64_t seed);
+  // W x + s · B A dropout(x), x of shape (sequences, ...). Dropout acts only while
+  // `first_sequence` is set (a training forward, see set_lora_dropout): element e of row b's input
+  // is kept, times 1 / (1 - p), when the uniform at (dropout_seed, (first_sequence + b) · n + e)
+  // is below 1 - p, n being the elements of a row; otherwise (evaluation, generation) y = W x + s · B A x.
   Tensor forward(const Tensor& x) const override;
   // W + s · B A, the weight the adapted linear computes with (merging).
   Tensor merged_weight() const;
 
   std::shared_ptr<Linear> base, lora_A, lora_B;
-  double scale;
+  double scale, dropout;
+  uint64_t dropout_seed;
+  std::optional<int64_t> first_sequence;
 };
 
-// The Hugging Face module path of each Linear of TransformerLM(c) ("layers.0.attn.wq" ->
-// "model.layers.0.self_attn.q_proj"); "" for one that is part of a fused HF tensor (GPT-2's
-// c_attn), which LoRA cannot adapt on its own.
+// The Hugging Face module path of each Linear of TransformerLM(c), as PEFT names the modules of
+// transformers' *ForCausalLM ("layers.0.attn.wq" -> "model.layers.0.self_attn.q_proj") and
+// GPT2LMHeadModel ("layers.0.mlp.fc" -> "transformer.h.0.mlp.c_fc"); "" for one that is part of
+// a fused HF tensor (GPT-2's c_attn), which LoRA cannot adapt on its own.
 std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c);
 
 // Replaces each target Linear of `model` with a LoraLinear (A from `seed`; each module its own
@@ -49,6 +58,15 @@ std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg,
 // The model's state dict with each LoraLinear merged into its weight (W + s·B·A) and no LoRA
 // tensors: the plain model that computes what the adapted one does.
 std::map<std::string, Tensor> merged_state_dict(const Module& model);
+
+// Turns LoRA dropout on for the training forward of one batch whose first row is sequence
+// `first` of the data stream (data::Batch::first), or off (nullopt), in every LoraLinear of `model`.
+// Masks depend only on (the apply_lora seed, the module, the sequence's index in the stream, the
+// element): not on how a step is split into ranks and micro-batches, the same when a resumed run
+// sees the sequence, and the same when activation recompute reruns the forward in backward, as
+// long as the setting stays until the batch's backward is done. Dropout with an unknown position
+// (first < 0) is an error.
+void set_lora_dropout(Module& model, std::optional<int64_t> first);
 
 // Freezes (requires_grad false) every parameter whose name matches none of `patterns`
 // (training.trainable: a pattern matches a name that equals it, starts with it followed by

@@ -2,6 +2,7 @@
 #include "loom/parallel/parallelize.h"
 
 #include "loom/autograd/function.h"
+#include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
 #include "loom/parallel/recompute.h"
 #include "loom/parallel/tensor_parallel.h"
@@ -31,7 +32,13 @@ double Parallelized::forward_backward(const std::vector<data::Batch>& micro, dou
   if (pipeline_) {
     loss = pipeline_->step(micro, scale, *dp_);  // the micro-batches are the pipeline's
   } else {
+    // LoRA dropout acts in these forwards (and their recomputation in backward), and only here.
+    struct DropoutOff {
+      nn::TransformerLM& model;
+      ~DropoutOff() { nn::set_lora_dropout(model, std::nullopt); }
+    } off{model_};
     for (size_t i = 0; i < micro.size(); ++i) {
+      nn::set_lora_dropout(model_, micro[i].first);
       dp_->before_forward();
       Tensor l = ops::mul(model_.loss(model_.forward(micro[i].inputs, nullptr, micro[i].positions), micro[i].targets, ops::Reduction::sum), scale);
       dp_->backward(l, i + 1 == micro.size());

@@ -31,7 +31,9 @@ class Parallelized {
  public:
   // One step's forward and backward over this data-parallel rank's micro-batches, each one's
   // summed loss times scale, and the gradient reduction (DataParallel::finish). Returns the
-  // scaled losses summed over the micro-batches (and the stages: every rank gets them).
+  // scaled losses summed over the micro-batches (and the stages: every rank gets them). LoRA
+  // dropout is on for each micro-batch's forward at its Batch::first (not under a pipeline,
+  // where LoRA is refused) and off again on return.
   double forward_backward(const std::vector<data::Batch>& micro, double scale);
   // Forward only: the batches' losses summed over their tokens (on every rank).
   double evaluate(const std::vector<data::Batch>& batches);

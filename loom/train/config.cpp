@@ -250,7 +250,7 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "config: checkpoint.every = {} needs checkpoint.dir", c.checkpoint_every);
   LOOM_CHECK(c.lora_r >= 0 && c.lora_alpha > 0, "config: lora.r must be >= 0 (0 = no LoRA) and lora.alpha > 0, got {} and {}", c.lora_r,
              c.lora_alpha);
-  LOOM_CHECK(c.lora_dropout == 0, "config: lora.dropout {} is not supported yet (only 0)", c.lora_dropout);
+  LOOM_CHECK(c.lora_dropout >= 0 && c.lora_dropout < 1, "config: lora.dropout must be in [0, 1), got {}", c.lora_dropout);
   LOOM_CHECK(!c.lora_targets.empty(), "config: lora.targets is empty");
   const bool adapting = c.lora_r > 0 || !c.adapter.empty();
   LOOM_CHECK(!adapting || c.trainable.empty(), "config: training.trainable and LoRA (lora.r, model.adapter) do not go together");

@@ -99,7 +99,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
     }
     if (!cfg_.adapter.empty()) {
       lora_ = io::read_adapter_config(cfg_.adapter);
-      io::load_adapter(cfg_.adapter, *model_);
+      io::load_adapter(cfg_.adapter, *model_, cfg_.seed);
     } else if (cfg_.lora_r > 0) {
       lora_ = {.r = cfg_.lora_r, .alpha = cfg_.lora_alpha, .dropout = cfg_.lora_dropout, .targets = cfg_.lora_targets, .rslora = cfg_.lora_rslora};
       nn::apply_lora(*model_, lora_, cfg_.seed);

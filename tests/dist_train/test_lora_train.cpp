@@ -63,3 +63,27 @@ TEST(LoraTraining, TrainableFreezesTheRest) {
   EXPECT_EQ(index.find("layers.0."), std::string::npos);
   EXPECT_NE(index.find("layers.1.attn.wq.weight"), std::string::npos);
 }
+
+// lora.dropout: the masks come from (training.seed, module, the sequence's index in the data
+// stream), so a run with activation recompute and a resumed run give the losses of the run that
+// never stopped bit for bit, and two ranks with one micro-batch each give one process's losses.
+TEST(LoraTraining, DropoutIsReproducible) {
+  Scratch d;
+  const std::string drop = kLora + " --lora.dropout=0.5";
+  train(d, 0, 0, 2, 2, "one", drop);
+  train(d, 0, 0, 2, 2, "plain", kLora);
+  const std::vector<double> want = losses(d / "one.jsonl"), plain = losses(d / "plain.jsonl");
+  double effect = 0;  // of the dropout on the losses, relative: far above expect_same_losses' 1e-5
+  for (size_t i = 0; i < want.size(); ++i) effect = std::max(effect, std::abs(plain[i] - want[i]) / want[i]);
+  EXPECT_GT(effect, 1e-4);
+  train(d, 0, 0, 2, 2, "recompute", drop + " --training.recompute=blocks");
+  EXPECT_EQ(losses(d / "recompute.jsonl"), want);
+  EXPECT_EQ(series(d / "recompute.jsonl", "grad_norm"), series(d / "one.jsonl", "grad_norm"));
+  fs::create_directories(d / "resumed");
+  fs::copy(d / "one/step_00000010", d / "resumed/step_00000010");
+  train(d, 0, 0, 2, 2, "resumed", "--resume " + drop);
+  EXPECT_EQ(losses(d / "resumed.jsonl"), std::vector<double>(want.begin() + 10, want.end()));
+  train(d, Layout{2, 0, 1, 2}, "dp2", drop);
+  expect_same_losses(losses(d / "dp2.jsonl"), want, "dp2");
+  std::printf("[ lora ] dropout's effect on the losses: %.2e relative\n", effect);
+}

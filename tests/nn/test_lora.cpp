@@ -1,11 +1,13 @@
 // LoRA by module surgery: which modules a target adapts (Hugging Face names), what gets frozen,
-// PEFT's init (B = 0 leaves the model as it was), merged == unmerged, and PEFT adapter files
-// written and read back. The layer's math against PyTorch is in tests/parity (lora_linear).
+// PEFT's init (B = 0 leaves the model as it was), merged == unmerged, PEFT adapter files written
+// and read back, and LoRA dropout (masks, scaling, gradients, when it acts). The layer's math
+// against PyTorch is in tests/parity (lora_linear, and whole models in test_peft_parity).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "loom/autograd/function.h"
@@ -16,6 +18,8 @@
 #include "loom/io/safetensors.h"
 #include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
+#include "loom/ops/reduce.h"
+#include "loom/ops/shape.h"
 
 using namespace loom;
 namespace fs = std::filesystem;
@@ -74,7 +78,8 @@ TEST(Lora, BadTargetsAreErrors) {
   EXPECT_THROW(nn::apply_lora(*model("gpt2-tiny"), {.r = 4, .targets = {"c_attn"}}, 1), Error);  // fused q|k|v
   EXPECT_EQ(nn::apply_lora(*model("gpt2-tiny"), {.r = 4, .targets = {"c_fc"}}, 1).size(), 2u);
   EXPECT_THROW(nn::apply_lora(*model("llama-tiny"), {.r = 0}, 1), Error);
-  EXPECT_THROW(nn::apply_lora(*model("llama-tiny"), {.r = 4, .dropout = 0.1}, 1), Error);
+  EXPECT_THROW(nn::apply_lora(*model("llama-tiny"), {.r = 4, .dropout = 1.0}, 1), Error);
+  EXPECT_THROW(nn::apply_lora(*model("llama-tiny"), {.r = 4, .dropout = -0.1}, 1), Error);
 }
 
 // PEFT's init: A ~ U(±1/√in), B = 0, so the adapted model computes what the base did.
@@ -96,7 +101,7 @@ TEST(Lora, InitLeavesTheModelAsItWas) {
 // unmerged == merged == saved and reloaded (PEFT files), within 1e-4.
 TEST(Lora, MergedAndReloadedAgree) {
   auto m = model("llama-tiny");
-  const nn::LoraConfig cfg{.r = 4, .alpha = 8, .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}};
+  const nn::LoraConfig cfg{.r = 4, .alpha = 8, .dropout = 0.1, .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}};
   nn::apply_lora(*m, cfg, 9);
   randomize_b(*m);
   autograd::NoGradGuard g;
@@ -121,9 +126,15 @@ TEST(Lora, MergedAndReloadedAgree) {
   EXPECT_EQ(config["lora_alpha"], 8.0);
   EXPECT_EQ(config["target_modules"], nlohmann::json({"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}));
   EXPECT_EQ(config["base_model_name_or_path"], "base-dir");
+  EXPECT_EQ(config["lora_dropout"], 0.1);
+  EXPECT_EQ(io::read_adapter_config(dir).dropout, 0.1);
   auto reloaded = model("llama-tiny");
   io::load_adapter(dir, *reloaded);
   EXPECT_LT(max_diff(want, reloaded->forward(kIds)), 1e-6);
+  auto bad = config;
+  bad["lora_dropout"] = 1.0;
+  std::ofstream(dir / "adapter_config.json") << bad.dump();
+  EXPECT_THROW(io::read_adapter_config(dir), Error);
   fs::remove_all(dir);
 }
 
@@ -133,4 +144,117 @@ TEST(Lora, FreezeAllButPatterns) {
   for (const auto& [name, p] : m->named_parameters())
     EXPECT_EQ(p.requires_grad(), name.starts_with("layers.1.") || name.starts_with("norm.")) << name;
   EXPECT_THROW(nn::freeze_all_but(*model("llama-tiny"), {"layers.99"}), Error);
+}
+
+namespace {
+
+// A LoraLinear of `in` features whose output is its adapter's dropped-out input: W = 0, r = in,
+// A = B = I, s = 1, so y = dropout(x), and for x of ones the mask itself (0 or 1 / (1 - p)). Built
+// with `seed`, it draws the masks of any LoraLinear built with that seed and input width.
+std::shared_ptr<nn::LoraLinear> probe(int64_t in, double p, uint64_t seed) {
+  auto l = std::make_shared<nn::LoraLinear>(std::make_shared<nn::Linear>(in, in, false),
+                                            nn::LoraConfig{.r = in, .alpha = double(in), .dropout = p}, seed);
+  std::vector<double> eye(size_t(in * in), 0.0);
+  for (int64_t i = 0; i < in; ++i) eye[size_t(i * in + i)] = 1.0;
+  autograd::NoGradGuard g;
+  for (Tensor* w : {&l->lora_A->weight, &l->lora_B->weight}) ops::copy_(*w, Tensor::from_vector(eye, {in, in}));
+  return l;
+}
+
+Tensor mask(int64_t sequences, int64_t T, int64_t in, double p, uint64_t seed, int64_t first) {
+  auto l = probe(in, p, seed);
+  l->first_sequence = first;
+  autograd::NoGradGuard g;
+  return l->forward(Tensor::full({sequences, T, in}, 1.0));
+}
+
+}  // namespace
+
+// PEFT's nn.Dropout(p) on the adapter's input: each element zeroed with probability p, the rest
+// scaled by 1 / (1 - p), exactly.
+TEST(LoraDropout, MaskStatisticsAndScaling) {
+  for (double p : {0.1, 0.25, 0.5}) {
+    const std::vector<double> m = mask(8, 32, 64, p, 3, 0).to_vector();
+    int64_t zeros = 0;
+    for (double v : m) {
+      if (v == 0) ++zeros;
+      else ASSERT_EQ(v, double(float(1.0 / (1.0 - p)))) << p;
+    }
+    const double n = double(m.size()), frac = double(zeros) / n, sigma = std::sqrt(p * (1 - p) / n);
+    EXPECT_NEAR(frac, p, 4 * sigma) << "p " << p << " over " << m.size() << " elements";
+  }
+}
+
+// A sequence's mask depends on its index in the data stream and the module, not on the batch it
+// comes in: 4 sequences from 10 are 2 from 10 and 2 from 12.
+TEST(LoraDropout, MaskFollowsTheSequenceAndTheModule) {
+  const Tensor four = mask(4, 6, 16, 0.5, 7, 10);
+  EXPECT_EQ(ops::narrow(four, 0, 0, 2).to_vector(), mask(2, 6, 16, 0.5, 7, 10).to_vector());
+  EXPECT_EQ(ops::narrow(four, 0, 2, 2).to_vector(), mask(2, 6, 16, 0.5, 7, 12).to_vector());
+  auto agree = [](const Tensor& a, const Tensor& b) {
+    const std::vector<double> x = a.to_vector(), y = b.to_vector();
+    double same = 0;
+    for (size_t i = 0; i < x.size(); ++i) same += x[i] == y[i];
+    return same / double(x.size());
+  };
+  // Independent masks agree on about half the elements at p = 0.5.
+  EXPECT_LT(agree(mask(2, 6, 16, 0.5, 7, 10), mask(2, 6, 16, 0.5, 7, 11)), 0.6);  // another sequence
+  EXPECT_LT(agree(mask(2, 6, 16, 0.5, 7, 10), mask(2, 6, 16, 0.5, 8, 10)), 0.6);  // another module
+}
+
+// y = W x + b + s · B A (x ⊙ m), and every gradient through the same mask m.
+TEST(LoraDropout, ForwardAndGradientsUseTheMask) {
+  auto base = std::make_shared<nn::Linear>(16, 12, true);
+  {
+    autograd::NoGradGuard g;
+    ops::copy_(base->weight, randn({12, 16}, {1, 0}));
+    ops::copy_(base->bias, randn({12}, {2, 0}));
+  }
+  nn::LoraLinear lora(base, {.r = 4, .alpha = 8, .dropout = 0.3}, 9);
+  {
+    autograd::NoGradGuard g;
+    ops::copy_(lora.lora_B->weight, randn({12, 4}, {3, 0}));
+  }
+  lora.first_sequence = 7;
+  Tensor x = randn({3, 5, 16}, {4, 0}), xr = x.detach();
+  x.set_requires_grad(true);
+  xr.set_requires_grad(true);
+  const Tensor R = randn({3, 5, 12}, {5, 0});
+  ops::sum(ops::mul(lora.forward(x), R)).backward();
+  const Tensor A = lora.lora_A->weight.detach(), B = lora.lora_B->weight.detach();
+  Tensor a = A.detach(), b = B.detach();
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  const Tensor m = mask(3, 5, 16, 0.3, 9, 7);
+  const Tensor want = ops::add(ops::linear(xr, base->weight.detach(), base->bias.detach()),
+                               ops::mul(ops::linear(ops::linear(ops::mul(xr, m), a), b), 2.0));
+  ops::sum(ops::mul(want, R)).backward();
+  autograd::NoGradGuard g;
+  EXPECT_LT(max_diff(lora.forward(x.detach()), want), 1e-5);
+  EXPECT_LT(max_diff(x.grad(), xr.grad()), 1e-5);
+  EXPECT_LT(max_diff(lora.lora_A->weight.grad(), a.grad()), 1e-5);
+  EXPECT_LT(max_diff(lora.lora_B->weight.grad(), b.grad()), 1e-5);
+}
+
+// Dropout acts only while a position is set (training forwards): not otherwise, and p = 0 or a
+// merge never; the twin with p = 0 computes what the model without dropout does.
+TEST(LoraDropout, OnlyWhileSetAndNeverAtZero) {
+  auto dropped = model("llama-tiny"), plain = model("llama-tiny");
+  nn::apply_lora(*dropped, {.r = 4, .alpha = 8, .dropout = 0.5}, 2);
+  nn::apply_lora(*plain, {.r = 4, .alpha = 8}, 2);
+  randomize_b(*dropped);
+  randomize_b(*plain);
+  autograd::NoGradGuard g;
+  const std::vector<double> want = plain->forward(kIds).to_vector();
+  EXPECT_EQ(dropped->forward(kIds).to_vector(), want);
+  nn::set_lora_dropout(*dropped, 0);
+  nn::set_lora_dropout(*plain, 0);
+  EXPECT_GT(max_diff(dropped->forward(kIds), plain->forward(kIds)), 1e-3);
+  EXPECT_EQ(plain->forward(kIds).to_vector(), want);  // p = 0 with a position: no dropout
+  const std::map<std::string, Tensor> merged = nn::merged_state_dict(*plain);
+  for (const auto& [name, w] : nn::merged_state_dict(*dropped)) EXPECT_EQ(w.to_vector(), merged.at(name).to_vector()) << name;
+  nn::set_lora_dropout(*dropped, std::nullopt);
+  EXPECT_EQ(dropped->forward(kIds).to_vector(), want);
+  EXPECT_THROW(nn::set_lora_dropout(*dropped, -1), Error);  // a batch without a position
+  nn::set_lora_dropout(*plain, -1);                          // fine without dropout
 }

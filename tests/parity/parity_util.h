@@ -1,6 +1,7 @@
 // Shared by the PyTorch parity tests: .npy files to hand tensors to the Python references and
-// read their answers back, and the max-norm comparison every parity check uses:
-// |loom - torch| <= tol * max |torch| elementwise.
+// read their answers back, running a reference script, the model shapes of the model-level tests,
+// and the max-norm comparison every parity check uses: |loom - torch| <= tol * max |torch|
+// elementwise.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,12 +10,15 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
 
 #include "loom/loom.h"
 
@@ -94,6 +98,60 @@ class Inputs {
 inline std::string read_text(const fs::path& path) {
   std::ifstream f(path);
   return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Runs tests/parity/<script> DIR with the parity Python (output in DIR/torch.log); "" when it
+// succeeded, else what failed and its output.
+inline std::string run_reference(const std::string& script, const fs::path& dir) {
+  const std::string cmd = fmt::format("'{}' '{}/tests/parity/{}' '{}' > '{}' 2>&1", LOOM_PYTHON, LOOM_SOURCE_DIR, script, dir.string(),
+                                      (dir / "torch.log").string());
+  const int rc = std::system(cmd.c_str());
+  if (rc == 0) return "";
+  return fmt::format("the PyTorch reference failed (exit status {}): {}\n{}", WIFEXITED(rc) ? WEXITSTATUS(rc) : rc, cmd,
+                     read_text(dir / "torch.log"));
+}
+
+// The model-level tests' shapes: a little bigger than the tiny presets, each family's
+// distinguishing features on.
+inline models::ModelConfig model_config(const std::string& family) {
+  models::ModelConfig c = models::preset(family + "-tiny");
+  c.n_layer = 3;
+  c.n_embd = 96;
+  c.max_seq_len = 64;
+  if (family == "gpt2") {
+    c.vocab_size = 200;  // < padded_vocab 256: the padded logits must be excluded
+    c.n_head = c.n_kv_head = 4;
+    c.head_dim = 24;
+    c.intermediate = 4 * 96;
+  } else if (family == "llama") {
+    c.n_head = 4;
+    c.n_kv_head = 2;
+    c.head_dim = 32;  // q and o projections are 128 wide, not C
+    c.intermediate = 256;
+  } else if (family == "qwen2") {
+    c.n_layer = 2;
+    c.n_head = 6;
+    c.n_kv_head = 2;
+    c.head_dim = 16;
+    c.intermediate = 224;
+  } else {
+    c.n_layer = 2;
+    c.n_head = 6;
+    c.n_kv_head = 2;
+    c.head_dim = 24;  // q and o projections are 144 wide, not C
+    c.intermediate = 192;
+  }
+  return c;
+}
+
+// Norm weights 1 + N(0, 0.1) and biases N(0, 0.1) instead of init's ones and zeros.
+inline void perturb_vectors(nn::TransformerLM& model, Inputs& in) {
+  autograd::NoGradGuard no_grad;
+  for (auto& [name, p] : model.named_parameters()) {
+    if (p.ndim() != 1) continue;
+    Tensor dst = p;
+    ops::copy_(dst, p + in.randn(p.shape(), 0.0, 0.1));
+  }
 }
 
 struct Closeness {

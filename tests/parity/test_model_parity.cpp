@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -16,7 +15,6 @@
 #include <utility>
 #include <vector>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "loom/io/hf_checkpoint.h"
@@ -35,48 +33,6 @@ constexpr int64_t B = 2, T = 48, kSteps = 10;
 constexpr double kLogitsTol = 1e-4, kLossTol = 1e-5, kGradTol = 1e-4, kStepLossTol = 1e-4;
 const optim::AdamWConfig kAdamW{1e-3, 0.9, 0.95, 1e-8, 0.1};
 constexpr double kMaxNorm = 1.0;
-
-// Shapes a little bigger than the tiny presets; each family's distinguishing features on.
-models::ModelConfig config_of(const std::string& family) {
-  models::ModelConfig c = models::preset(family + "-tiny");
-  c.n_layer = 3;
-  c.n_embd = 96;
-  c.max_seq_len = 64;
-  if (family == "gpt2") {
-    c.vocab_size = 200;  // < padded_vocab 256: the padded logits must be excluded
-    c.n_head = c.n_kv_head = 4;
-    c.head_dim = 24;
-    c.intermediate = 4 * 96;
-  } else if (family == "llama") {
-    c.n_head = 4;
-    c.n_kv_head = 2;
-    c.head_dim = 32;  // q and o projections are 128 wide, not C
-    c.intermediate = 256;
-  } else if (family == "qwen2") {
-    c.n_layer = 2;
-    c.n_head = 6;
-    c.n_kv_head = 2;
-    c.head_dim = 16;
-    c.intermediate = 224;
-  } else {
-    c.n_layer = 2;
-    c.n_head = 6;
-    c.n_kv_head = 2;
-    c.head_dim = 24;  // q and o projections are 144 wide, not C
-    c.intermediate = 192;
-  }
-  return c;
-}
-
-// Norm weights 1 + N(0, 0.1) and biases N(0, 0.1) instead of init's ones and zeros.
-void perturb_vectors(nn::TransformerLM& model, parity::Inputs& in) {
-  autograd::NoGradGuard no_grad;
-  for (auto& [name, p] : model.named_parameters()) {
-    if (p.ndim() != 1) continue;
-    Tensor dst = p;
-    ops::copy_(dst, p + in.randn(p.shape(), 0.0, 0.1));
-  }
-}
 
 // A batch of uniform ids and targets, every 7th target ignored; written for the reference.
 std::pair<Tensor, Tensor> batch(parity::Inputs& in, int64_t V, const fs::path& dir, int64_t step) {
@@ -101,7 +57,7 @@ LoomRun run_loom(const models::ModelConfig& c, const fs::path& dir) {
   parity::Inputs in(20240601);
   nn::TransformerLM model(c);
   model.init(1234);
-  perturb_vectors(model, in);
+  parity::perturb_vectors(model, in);
   io::save_hf(dir / "model", c, model.state_dict());
 
   std::vector<Tensor> params;
@@ -139,7 +95,7 @@ class ModelParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelParity, MatchesHuggingFaceReference) {
   const std::string family = GetParam();
-  const models::ModelConfig c = config_of(family);
+  const models::ModelConfig c = parity::model_config(family);
   const fs::path dir = fs::temp_directory_path() / fmt::format("loom_model_parity_{}_{}_{}", family, getpid(), std::time(nullptr));
   fs::create_directories(dir);
   const auto t0 = std::chrono::steady_clock::now();
@@ -154,12 +110,9 @@ TEST_P(ModelParity, MatchesHuggingFaceReference) {
       "\"max_norm\": {:.17g}}}\n",
       kSteps, kAdamW.lr, kAdamW.beta1, kAdamW.beta2, kAdamW.eps, kAdamW.weight_decay, kMaxNorm);
   const auto t1 = std::chrono::steady_clock::now();
-  const std::string cmd = fmt::format("'{}' '{}/tests/parity/model_reference.py' '{}' > '{}' 2>&1", LOOM_PYTHON, LOOM_SOURCE_DIR,
-                                      dir.string(), (dir / "torch.log").string());
-  const int rc = std::system(cmd.c_str());
+  const std::string failed = parity::run_reference("model_reference.py", dir);
   const auto t2 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(rc == 0) << "the PyTorch reference failed (exit status " << (WIFEXITED(rc) ? WEXITSTATUS(rc) : rc) << "): " << cmd << "\n"
-                       << parity::read_text(dir / "torch.log");
+  ASSERT_TRUE(failed.empty()) << failed;
 
   auto report = [&](const std::string& what, const parity::Closeness& r, double tol) {
     std::printf("[ parity ] %-6s %-44s max |diff| / scale = %.2e (tol %.0e, scale %.3g)\n", family.c_str(), what.c_str(), r.rel_err,

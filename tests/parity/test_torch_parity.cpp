@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +16,6 @@
 #include "loom/nn/lora.h"
 #include <vector>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "loom/loom.h"
@@ -258,11 +256,8 @@ TEST(TorchParity, AllCasesMatchPyTorch) {
     if (!entry.empty()) entries.push_back(entry);
   }
   std::ofstream(dir / "manifest.json") << fmt::format("{{\"cases\": [\n  {}\n]}}\n", fmt::join(entries, ",\n  "));
-  const std::string cmd = fmt::format("'{}' '{}/tests/parity/torch_reference.py' '{}' > '{}' 2>&1", LOOM_PYTHON,
-                                      LOOM_SOURCE_DIR, dir.string(), (dir / "torch.log").string());
-  const int rc = std::system(cmd.c_str());
-  ASSERT_TRUE(rc == 0) << "the PyTorch reference failed (exit status " << (WIFEXITED(rc) ? WEXITSTATUS(rc) : rc) << "): " << cmd
-                   << "\n" << read_text(dir / "torch.log");
+  const std::string failed = parity::run_reference("torch_reference.py", dir);
+  ASSERT_TRUE(failed.empty()) << failed;
 
   for (const auto& [name, r] : results) {
     SCOPED_TRACE("case " + name);
