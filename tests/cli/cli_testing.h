@@ -42,7 +42,7 @@ inline RunResult run_command(const std::string& command) {
 inline RunResult run_loom(const std::string& args) { return run_command(std::string(LOOM_BIN) + " " + args); }
 
 // Bad input: exit code 2 and exactly one `error:` line, which contains every needle.
-inline void expect_one_error(const RunResult& r, std::initializer_list<std::string> needles, const std::string& args) {
+inline void expect_one_error(const RunResult& r, const std::vector<std::string>& needles, const std::string& args) {
   EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
   size_t errors = 0;
   for (size_t p = 0; (p = r.out.find("error:", p)) != std::string::npos; ++p) ++errors;
