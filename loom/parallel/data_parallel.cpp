@@ -155,7 +155,11 @@ std::vector<std::pair<io::FlatSlice, Tensor>> DataParallel::checkpoint_state() c
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!writes(group_->rank(), tp_.rank(), mine[i])) continue;
     const Tensor* state[] = {&pieces_[i], &opt_->exp_avg()[i], &opt_->exp_avg_sq()[i]};
-    for (int k = 0; k < 3; ++k) out.emplace_back(slice_of(mine[i], tp_.rank(), kStateKinds[k]), *state[k]);
+    for (int k = 0; k < 3; ++k) {
+      // A range cut short by vocabulary padding writes its start: the padding rows are not the model's.
+      const io::FlatSlice part = slice_of(mine[i], tp_.rank(), kStateKinds[k]);
+      out.emplace_back(part, ops::narrow(ops::reshape(*state[k], {state[k]->numel()}), 0, 0, part.end - part.begin));
+    }
   }
   return out;
 }

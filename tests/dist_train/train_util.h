@@ -60,12 +60,12 @@ struct Layout {
   int np, zero, batch, accum, tp = 1, pp = 1;
 };
 
-// Runs `loom train` under a layout, logging to d/name.jsonl and checkpointing into d/name.
-inline void train(const Scratch& d, Layout l, const std::string& name, const std::string& extra = "") {
+// Runs `loom train` (or `loom sft`) under a layout, logging to d/name.jsonl and checkpointing into d/name.
+inline void train(const Scratch& d, Layout l, const std::string& name, const std::string& extra = "", const std::string& command = "train") {
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   const std::string prefix = l.np == 0 ? "" : std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(l.np) + " ";
-  const std::string cmd = prefix + LOOM_BIN " train --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
+  const std::string cmd = prefix + LOOM_BIN " " + command + " --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
                           " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
                           " --training.batch_size=" + std::to_string(l.batch) + " --training.grad_accum=" + std::to_string(l.accum) +
                           " --parallel.zero=" + std::to_string(l.zero) + " --parallel.tp=" + std::to_string(l.tp) + " --parallel.pp=" + std::to_string(l.pp) + " --logging.metrics=" + (d / (name + ".jsonl")) +
