@@ -256,7 +256,6 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(!adapting || c.trainable.empty(), "config: training.trainable and LoRA (lora.r, model.adapter) do not go together");
   LOOM_CHECK((!adapting && c.trainable.empty()) || (c.tp == 1 && c.pp == 1), "config: LoRA and training.trainable under tensor or "
              "pipeline parallelism are not supported yet (parallel.tp = {}, parallel.pp = {})", c.tp, c.pp);
-  LOOM_CHECK(!adapting || c.zero < 3, "config: LoRA under ZeRO-3 is not supported yet (parallel.zero = {})", c.zero);
 }
 
 std::string to_toml(const TrainConfig& c_in) {
