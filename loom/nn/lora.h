@@ -1,7 +1,8 @@
 // LoRA as PEFT defines it: y = W x + s · B A x with A (r, in) ~ U(±1/√in), B (out, r) = 0 and
 // s = α / r (α / √r with rsLoRA). The adapted linear keeps the base's weight and bias under
 // their names (frozen), so state dicts, checkpoints and Hugging Face names of the base stay as
-// they are; the adapter adds `<path>.lora_A.weight` and `<path>.lora_B.weight`.
+// they are; the adapter adds `<path>.lora_A.weight` and `<path>.lora_B.weight`. A base that
+// registers no parameters (a quantised one, QLoRA) stays without them.
 #pragma once
 
 #include <map>
@@ -26,11 +27,12 @@ struct LoraConfig {
 
 class LoraLinear : public Linear {
  public:
-  // Adapts `base` (kept as it is, its weight and bias shared); A drawn from `seed`'s stream.
+  // Adapts `base` (kept as it is, its weight and bias shared; registered here only where the
+  // base registers them); A drawn from `seed`'s stream.
   LoraLinear(std::shared_ptr<Linear> base, const LoraConfig& cfg, uint64_t seed);
   Tensor forward(const Tensor& x) const override;
-  // W + s · B A, the weight the adapted linear computes with (merging).
-  Tensor merged_weight() const;
+  // W + s · B A, W the base's dense weight (dequantised for a quantised base): merging.
+  Tensor dense_weight() const override;
 
   std::shared_ptr<Linear> base, lora_A, lora_B;
   double scale;
@@ -46,8 +48,9 @@ std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c)
 // when no module matches a target.
 std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg, uint64_t seed);
 
-// The model's state dict with each LoraLinear merged into its weight (W + s·B·A) and no LoRA
-// tensors: the plain model that computes what the adapted one does.
+// The model's state dict with each LoraLinear merged into its weight (W + s·B·A), every
+// quantised linear dequantised (its weight and bias, which are no parameters, included) and no
+// LoRA tensors: the plain model that computes what the adapted one does.
 std::map<std::string, Tensor> merged_state_dict(const Module& model);
 
 // Freezes (requires_grad false) every parameter whose name matches none of `patterns`
