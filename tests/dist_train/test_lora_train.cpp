@@ -53,7 +53,7 @@ TEST(LoraTraining, DataParallelAndZeroMatchOneProcess) {
 // QLoRA (quant.base): LoRA on every linear of a base quantised to NF4 (int8 alike). The loss falls,
 // the checkpoint holds the adapter alone (the quantised base registers no parameter), resuming
 // is bit for bit the run that never stopped (the base is quantised again the same way), and
-// data parallelism trains to the numbers of one process.
+// data parallelism (DDP, ZeRO-2) trains to the numbers of one process.
 TEST(LoraTraining, QuantisedBase) {
   Scratch d;
   for (const std::string kind : {"nf4", "int8"}) {
@@ -72,9 +72,12 @@ TEST(LoraTraining, QuantisedBase) {
   }
   const std::string q = "--lora.r=4 --lora.alpha=8 --optimizer.lr=1e-2 --checkpoint.every=10 --quant.base=nf4";
   expect_resumes(d, "nf4", 10, {{"resumed", Layout{0, 0, 4, 1}}}, q, 0.0);
-  train(d, 2, 0, 4, 1, "dp2", q);
-  expect_same_losses(losses(d / "dp2.jsonl"), losses(d / "nf4.jsonl"), "dp2");
-  expect_same_adapter(d / "dp2/step_00000020", d / "nf4/step_00000020", "dp2");
+  for (int zero : {0, 2}) {
+    const std::string name = "dp2_zero" + std::to_string(zero);
+    train(d, 2, zero, 4, 1, name, q);
+    expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "nf4.jsonl"), name);
+    expect_same_adapter(d / (name + "/step_00000020"), d / "nf4/step_00000020", name);
+  }
 }
 
 TEST(LoraTraining, TrainableFreezesTheRest) {
