@@ -16,6 +16,13 @@ struct Command {
   std::function<int(const std::shared_ptr<dist::Group>& world)> run;
 };
 
+// --quant nf4|int8 of generate and eval: the model's linears (all but the head) quantised before
+// the adapter goes on, as quant.base did when a QLoRA adapter was trained.
+inline void add_quant_option(CLI::App* cmd, std::string& quant) {
+  cmd->add_option("--quant", quant, "nf4 or int8: quantise the model's linears but the head (the base of a QLoRA adapter)")
+      ->check(CLI::IsMember({"nf4", "int8"}));
+}
+
 Command add_train(CLI::App& app);
 Command add_sft(CLI::App& app);
 Command add_prepare(CLI::App& app);

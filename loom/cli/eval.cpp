@@ -1,4 +1,4 @@
-// `loom eval --model DIR [--adapter DIR] [--tokenizer T] --task ppl|mc|gen --data PATH [--seq-len N] [--batch-size N]
+// `loom eval --model DIR [--adapter DIR] [--quant nf4|int8] [--tokenizer T] --task ppl|mc|gen --data PATH [--seq-len N] [--batch-size N]
 // [--max-tokens N] [--samples OUT.jsonl]`: perplexity and bits per byte, multiple-choice accuracy
 // (lm-evaluation-harness's acc and acc_norm) or greedy generation's exact match; see
 // loom/train/eval.h. The result is one JSON object on stdout and a table on stderr; --samples
@@ -17,7 +17,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 struct EvalArgs {
-  std::string model, tokenizer, adapter, task, data, samples;
+  std::string model, tokenizer, adapter, quant, task, data, samples;
   int64_t seq_len = 0, batch_size = 0, max_tokens = 64;
 };
 
@@ -78,6 +78,7 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--model", a->model, "Hugging Face model directory or Loom checkpoint directory")->required();
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer file or directory (default: the model directory)");
   cmd->add_option("--adapter", a->adapter, "a PEFT LoRA adapter directory applied to the model");
+  add_quant_option(cmd, a->quant);
   cmd->add_option("--task", a->task, "ppl, mc or gen")->required()->check(CLI::IsMember({"ppl", "mc", "gen"}));
   cmd->add_option("--data", a->data, "ppl: token shards or .jsonl {\"text\"}; mc: .jsonl {\"context\", \"choices\", \"gold\"}; "
                                       "gen: .jsonl {\"prompt\" or \"messages\", \"answer\"}")->required();
@@ -88,7 +89,7 @@ Command add_eval(CLI::App& app) {
   return {cmd, [a](const std::shared_ptr<dist::Group>&) {
             LOOM_CHECK(a->seq_len >= 0 && a->batch_size >= 0 && a->max_tokens >= 1,
                        "eval: --seq-len {}, --batch-size {} and --max-tokens {} must be positive", a->seq_len, a->batch_size, a->max_tokens);
-            const train::InferenceModel m = train::load_for_inference(a->model, a->tokenizer, a->adapter);
+            const train::InferenceModel m = train::load_for_inference(a->model, a->tokenizer, a->adapter, a->quant);
             const models::ModelConfig& mc = m.model->config();
             LOOM_CHECK(m.tok.vocab_size() <= mc.vocab_size, "eval: the tokenizer has {} ids, the model's vocabulary only {}: is it the model's?",
                        m.tok.vocab_size(), mc.vocab_size);

@@ -17,6 +17,9 @@ class Linear : public Module {
   }
   // Virtual: module surgery puts derived linears (tensor-parallel, LoRA) in a Linear's place.
   virtual Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  // The (out, in) weight this linear computes with, as values: the parameter itself here, the
+  // dequantised weight of a quantised linear, W + s·B·A of a LoRA one (merging, checking).
+  virtual Tensor dense_weight() const { return weight; }
   Tensor weight, bias;
 
  protected:

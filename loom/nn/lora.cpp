@@ -19,6 +19,15 @@ class Weight : public Linear {
   explicit Weight(Tensor w) : Linear(std::move(w), Tensor()) {}
 };
 
+// The base's parameter `name` ("weight", "bias"), or none where the base registers none (a quantised base).
+Tensor parameter_of(const Linear& base, const std::string& name) {
+  for (auto& [n, p] : base.named_parameters())
+    if (n == name) return p;
+  return Tensor();
+}
+
+bool is_lora_tensor(const std::string& name) { return name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight"); }
+
 bool matches(const std::string& path, const std::string& target) {
   return path == target || (path.size() > target.size() && path.ends_with(target) &&
                             path[path.size() - target.size() - 1] == '.');
@@ -35,7 +44,10 @@ double LoraConfig::scale() const { return rslora ? alpha / std::sqrt(double(r)) 
 
 LoraLinear::LoraLinear(std::shared_ptr<Linear> b, const LoraConfig& cfg, uint64_t seed)
     // The dropout stream: another Philox key than A's (seed XOR the golden ratio's 64 bits).
-    : Linear(b->weight, b->bias), base(std::move(b)), scale(cfg.scale()), dropout(cfg.dropout), dropout_seed(seed ^ 0x9E3779B97F4A7C15ull) {
+    : Linear(parameter_of(*b, "weight"), parameter_of(*b, "bias")), base(std::move(b)), scale(cfg.scale()), dropout(cfg.dropout),
+      dropout_seed(seed ^ 0x9E3779B97F4A7C15ull) {
+  weight = base->weight;  // also a base's that is no parameter: a quantised weight's shape, its bias
+  bias = base->bias;
   LOOM_CHECK(cfg.r > 0, "lora.r must be positive, got {}", cfg.r);
   LOOM_CHECK(cfg.dropout >= 0 && cfg.dropout < 1, "lora.dropout must be in [0, 1), got {}", cfg.dropout);
   const Shape& w = base->weight.shape();
@@ -54,9 +66,9 @@ Tensor LoraLinear::forward(const Tensor& x) const {
   return ops::add(base->forward(x), ops::mul(lora_B->forward(lora_A->forward(dropped)), scale));
 }
 
-Tensor LoraLinear::merged_weight() const {
+Tensor LoraLinear::dense_weight() const {
   autograd::NoGradGuard no_grad;
-  return ops::add(base->weight, ops::mul(ops::matmul(lora_B->weight, lora_A->weight), scale));
+  return ops::add(base->dense_weight(), ops::mul(ops::matmul(lora_B->weight, lora_A->weight), scale));
 }
 
 std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c) {
@@ -100,16 +112,21 @@ std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg,
     model.replace_module(paths[i], std::make_shared<LoraLinear>(base, cfg, seed * 1000003ull + i));
   }
   for (auto& [name, p] : model.named_parameters())
-    if (!name.ends_with(".lora_A.weight") && !name.ends_with(".lora_B.weight")) p.set_requires_grad(false);
+    if (!is_lora_tensor(name)) p.set_requires_grad(false);
   return paths;
 }
 
 std::map<std::string, Tensor> merged_state_dict(const Module& model) {
   std::map<std::string, Tensor> out;
   for (const auto& [name, p] : model.named_parameters())
-    if (!name.ends_with(".lora_A.weight") && !name.ends_with(".lora_B.weight")) out[name] = p;
-  for (const auto& [path, m] : model.named_modules())
-    if (auto lora = std::dynamic_pointer_cast<LoraLinear>(m)) out[path + ".weight"] = lora->merged_weight();
+    if (!is_lora_tensor(name)) out[name] = p;
+  // Each linear (but LoRA's own A and B) as it computes: merged, dequantised, or its parameters as they are.
+  for (const auto& [path, m] : model.named_modules()) {
+    auto lin = std::dynamic_pointer_cast<Linear>(m);
+    if (!lin || is_lora_tensor(path + ".weight")) continue;
+    out[path + ".weight"] = lin->dense_weight();
+    if (lin->bias.defined()) out[path + ".bias"] = lin->bias;
+  }
   return out;
 }
 

@@ -1,7 +1,8 @@
 // LoRA as PEFT defines it: y = W x + s · B A dropout(x) with A (r, in) ~ U(±1/√in), B (out, r) = 0
 // and s = α / r (α / √r with rsLoRA). The adapted linear keeps the base's weight and bias under
 // their names (frozen), so state dicts, checkpoints and Hugging Face names of the base stay as
-// they are; the adapter adds `<path>.lora_A.weight` and `<path>.lora_B.weight`.
+// they are; the adapter adds `<path>.lora_A.weight` and `<path>.lora_B.weight`. A base that
+// registers no parameters (a quantised one, QLoRA) stays without them.
 #pragma once
 
 #include <map>
@@ -27,16 +28,17 @@ struct LoraConfig {
 
 class LoraLinear : public Linear {
  public:
-  // Adapts `base` (kept as it is, its weight and bias shared); A drawn from `seed`'s stream, the
-  // dropout masks from a stream of their own derived from `seed`.
+  // Adapts `base` (kept as it is, its weight and bias shared; registered here only where the
+  // base registers them); A drawn from `seed`'s stream, the dropout masks from a stream of their
+  // own derived from `seed`.
   LoraLinear(std::shared_ptr<Linear> base, const LoraConfig& cfg, uint64_t seed);
   // W x + s · B A dropout(x), x of shape (sequences, ...). Dropout acts only while
   // `first_sequence` is set (a training forward, see set_lora_dropout): element e of row b's input
   // is kept, times 1 / (1 - p), when the uniform at (dropout_seed, (first_sequence + b) · n + e)
   // is below 1 - p, n being the elements of a row; otherwise (evaluation, generation) y = W x + s · B A x.
   Tensor forward(const Tensor& x) const override;
-  // W + s · B A, the weight the adapted linear computes with (merging).
-  Tensor merged_weight() const;
+  // W + s · B A, W the base's dense weight (dequantised for a quantised base): merging.
+  Tensor dense_weight() const override;
 
   std::shared_ptr<Linear> base, lora_A, lora_B;
   double scale, dropout;
@@ -55,8 +57,9 @@ std::map<std::string, std::string> hf_module_paths(const models::ModelConfig& c)
 // when no module matches a target.
 std::vector<std::string> apply_lora(TransformerLM& model, const LoraConfig& cfg, uint64_t seed);
 
-// The model's state dict with each LoraLinear merged into its weight (W + s·B·A) and no LoRA
-// tensors: the plain model that computes what the adapted one does.
+// The model's state dict with each LoraLinear merged into its weight (W + s·B·A), every
+// quantised linear dequantised (its weight and bias, which are no parameters, included) and no
+// LoRA tensors: the plain model that computes what the adapted one does.
 std::map<std::string, Tensor> merged_state_dict(const Module& model);
 
 // Turns LoRA dropout on for the training forward of one batch whose first row is sequence

@@ -2,6 +2,8 @@
 #include "loom/quant/linear.h"
 
 #include "loom/autograd/function.h"
+#include "loom/core/allocator.h"
+#include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
 
 namespace loom::nn {
@@ -29,6 +31,25 @@ Tensor QuantizedLinear::forward(const Tensor& x) const {
     return {ops::matmul(g, ops::cast(dequantize(), dtype))};  // (..., out)·(out, in)
   });
   return y;
+}
+
+std::vector<std::string> quantize_base(Module& model, const std::string& kind) {
+  LOOM_CHECK(kind == "nf4" || kind == "int8", "quant.base must be nf4 or int8, got '{}'", kind);
+  std::vector<std::string> paths;
+  for (const auto& [path, m] : model.named_modules()) {
+    LOOM_CHECK(!std::dynamic_pointer_cast<LoraLinear>(m), "quant.base: {} is adapted already; quantise the base before applying LoRA", path);
+    if (std::dynamic_pointer_cast<Linear>(m)) paths.push_back(path);
+  }
+  for (const std::string& path : paths) {  // one at a time: each float weight goes as soon as its linear is replaced
+    auto lin = std::dynamic_pointer_cast<Linear>(model.module_at(path));
+    std::shared_ptr<Module> q;
+    if (kind == "nf4") q = std::make_shared<Nf4Linear>(*lin);
+    else q = std::make_shared<Int8Linear>(*lin);
+    lin.reset();
+    model.replace_module(path, std::move(q));
+  }
+  CpuAllocator::instance().empty_cache();
+  return paths;
 }
 
 }  // namespace loom::nn

@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "loom/nn/layers.h"
 #include "loom/quant/int8.h"
@@ -21,8 +23,8 @@ class QuantizedLinear : public Linear {
   // again and gives x its gradient, and nothing else one (the graph keeps no (out, in) matrix).
   // x: f32, or bf16/f16 (W and b are cast to it).
   Tensor forward(const Tensor& x) const override;
-  // The weight as float32 (out, in), e.g. to merge an adapter into it.
-  Tensor dequantized_weight() const { return dequantize_(); }
+  // The weight dequantised, float32 (out, in): to merge an adapter into it, or to check.
+  Tensor dense_weight() const override { return dequantize_(); }
 
  protected:
   // base: a Linear with memory. dequantize: gives the f32 weight; it may outlive this module
@@ -50,5 +52,14 @@ class QuantizedLinearAs : public QuantizedLinear {
 using Nf4Linear = QuantizedLinearAs<quant::Nf4Weight, quant::quantize_nf4, quant::dequantize_nf4>;
 // Row-wise absmax int8 (bitsandbytes' LLM.int8 storage, no outliers): 1 byte a weight, 4 a row.
 using Int8Linear = QuantizedLinearAs<quant::Int8Weight, quant::quantize_int8, quant::dequantize_int8>;
+
+// QLoRA's frozen base (quant.base): every Linear of `model` replaced by module surgery with an
+// Nf4Linear (kind "nf4") or Int8Linear ("int8"), as bitsandbytes and PEFT quantise every linear
+// layer but the output head (a TransformerLM's head is an LMHead, not a Linear: it stays, as do
+// the embeddings and norms). The linears need their values (a materialised model) and no LoRA
+// yet: apply LoRA after, and each LoraLinear wraps its quantised base. Each float weight is freed
+// as its linear is replaced, and the allocator's cache handed back to the system at the end.
+// Returns the paths of the quantised linears.
+std::vector<std::string> quantize_base(Module& model, const std::string& kind);
 
 }  // namespace loom::nn

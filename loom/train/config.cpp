@@ -49,6 +49,7 @@ std::vector<std::pair<std::string, Field>> fields(TrainConfig& c) {
           {"lora.dropout", &c.lora_dropout},
           {"lora.targets", &c.lora_targets},
           {"lora.rslora", &c.lora_rslora},
+          {"quant.base", &c.quant_base},
           {"optimizer.lr", &c.lr},
           {"optimizer.weight_decay", &c.weight_decay},
           {"optimizer.beta1", &c.beta1},
@@ -256,6 +257,10 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(!adapting || c.trainable.empty(), "config: training.trainable and LoRA (lora.r, model.adapter) do not go together");
   LOOM_CHECK((!adapting && c.trainable.empty()) || (c.tp == 1 && c.pp == 1), "config: LoRA and training.trainable under tensor or "
              "pipeline parallelism are not supported yet (parallel.tp = {}, parallel.pp = {})", c.tp, c.pp);
+  LOOM_CHECK(c.quant_base.empty() || c.quant_base == "nf4" || c.quant_base == "int8",
+             "config: quant.base must be \"\" (a float base), nf4 or int8, got '{}'", c.quant_base);
+  LOOM_CHECK(c.quant_base.empty() || adapting, "config: quant.base = \"{}\" quantises the frozen base of LoRA (QLoRA): it needs lora.r > 0 "
+             "or model.adapter", c.quant_base);
 }
 
 std::string to_toml(const TrainConfig& c_in) {

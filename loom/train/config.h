@@ -37,6 +37,8 @@ struct TrainConfig {
   double lora_alpha = 16, lora_dropout = 0;
   std::vector<std::string> lora_targets = {"all-linear"};
   bool lora_rslora = false;
+  // [quant] QLoRA: the frozen base's linears (all but the head) stored as "nf4" or "int8"; "" = float.
+  std::string quant_base;
   // [optimizer]
   double lr = 6e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
   std::string schedule = "cosine";

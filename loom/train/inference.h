@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "loom/nn/transformer.h"
@@ -23,7 +24,9 @@ struct InferenceModel {
 
 // tokenizer: a tokenizer file or a directory holding one; empty = the model directory.
 // adapter: a PEFT LoRA adapter directory applied to the model; empty = none.
+// quant: "nf4" | "int8" quantises the model's linears before the adapter goes on (nn::quantize_base,
+// the base a QLoRA adapter was trained on); empty = float.
 InferenceModel load_for_inference(const std::filesystem::path& model_dir, const std::filesystem::path& tokenizer = {},
-                                  const std::filesystem::path& adapter = {});
+                                  const std::filesystem::path& adapter = {}, const std::string& quant = {});
 
 }  // namespace loom::train

@@ -19,6 +19,7 @@
 #include "loom/io/llmc.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/nn.h"
+#include "loom/quant/linear.h"
 #include "loom/train/resources.h"
 
 namespace loom::train {
@@ -75,9 +76,11 @@ ModelBuild build_model(const TrainConfig& cfg) {
   return {std::move(model), nullptr};
 }
 
+int64_t whole_parameters(const nn::TransformerLM& model) { return nn::TransformerLM(model.config(), true).num_parameters(); }
+
 double flops_per_token(const nn::TransformerLM& model, int64_t T) {
   const auto& c = model.config();
-  return 6.0 * double(model.num_parameters()) + 6.0 * double(c.n_layer) * double(c.n_head * c.head_dim) * double(T);
+  return 6.0 * double(whole_parameters(model)) + 6.0 * double(c.n_layer) * double(c.n_head * c.head_dim) * double(T);
 }
 
 Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> world, Task task) : cfg_(std::move(cfg)), world_(std::move(world)) {
@@ -92,11 +95,14 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   ModelBuild built = build_model(cfg_);  // filled by parallelize once cut up, unless read whole
   model_ = std::move(built.model);
   if (cfg_.lora_r > 0 || !cfg_.adapter.empty() || !cfg_.trainable.empty()) {
-    // Adapters and freezing act on the whole model (no tensor or pipeline parallelism here).
+    // Adapters, quantisation and freezing act on the whole model (no tensor or pipeline parallelism here).
     if (built.materialize) {
       built.materialize(*model_, [](const std::string&, const Tensor& p) { return nn::TransformerLM::Placement{p.shape(), Shape(p.shape().size(), 0)}; });
       built.materialize = nullptr;
     }
+    // QLoRA: the base's linears quantised first (deterministic: a resumed run rebuilds the same
+    // base), then LoRA wraps them.
+    if (!cfg_.quant_base.empty()) nn::quantize_base(*model_, cfg_.quant_base);
     if (!cfg_.adapter.empty()) {
       lora_ = io::read_adapter_config(cfg_.adapter);
       io::load_adapter(cfg_.adapter, *model_, cfg_.seed);
@@ -110,7 +116,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   LOOM_CHECK(cfg_.seq_len <= model_->config().max_seq_len, "config: training.seq_len {} exceeds the model's max_seq_len {}", cfg_.seq_len,
              model_->config().max_seq_len);
   flops_per_token_ = flops_per_token(*model_, cfg_.seq_len);  // of the whole model
-  params_ = model_->num_parameters();
+  params_ = whole_parameters(*model_);
   parallel::ParallelConfig pc;
   pc.materialize = built.materialize;
   pc.sequence_parallel = cfg_.sequence_parallel;

@@ -25,8 +25,13 @@ struct ModelBuild {
 };
 ModelBuild build_model(const TrainConfig& cfg);
 
-// FLOPs of one training token: 6N + 6·L·H·D·T (PaLM's estimate, attention included; H·D is C
-// unless head_dim differs from C/H, as Qwen3's does).
+// Parameters of the whole model its config defines (a deferred twin's), whatever this process
+// holds of them (a tensor- or pipeline-parallel part) and however (a quantised base registers
+// none); LoRA's adapters are not counted.
+int64_t whole_parameters(const nn::TransformerLM& model);
+
+// FLOPs of one training token: 6N + 6·L·H·D·T, N = whole_parameters (PaLM's estimate, attention
+// included; H·D is C unless head_dim differs from C/H, as Qwen3's does).
 double flops_per_token(const nn::TransformerLM& model, int64_t T);
 
 // What the data is: token shards to pre-train on (`loom train`), or JSON Lines examples for

@@ -94,4 +94,15 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// The JSON object `loom eval` prints on stdout (the output holds its stderr too); a failure when
+// the run failed or printed none.
+inline nlohmann::json eval_result(const RunResult& r) {
+  const size_t at = r.out.rfind("{\"task\"");
+  if (r.code != 0 || at == std::string::npos) {
+    ADD_FAILURE() << r.out;
+    return nlohmann::json::object();
+  }
+  return nlohmann::json::parse(r.out.substr(at, r.out.find('\n', at) - at));
+}
+
 }  // namespace loom::testing

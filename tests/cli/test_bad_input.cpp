@@ -34,6 +34,8 @@ TEST_F(BadInput, Config) {
   expect_error(base + "--data.train=" + (d / "train.bin") + " --optimizer.schedule=linear", {"optimizer.schedule", "linear"});
   expect_error(base + "--data.train=" + (d / "train.bin") + " --model.preset=gpt5", {"model.preset", "gpt5", "gpt2-124M"});
   expect_error(base + "--data.train=" + (d / "train.bin") + " --bogus.key=1", {"bogus.key"});
+  expect_error(base + "--data.train=" + (d / "train.bin") + " --quant.base=nf4", {"quant.base", "lora.r", "model.adapter"});
+  expect_error(base + "--data.train=" + (d / "train.bin") + " --lora.r=4 --quant.base=nf3", {"quant.base", "nf3"});
   expect_error(base, {"data.train"});
   expect_error("frobnicate", {"frobnicate"});
 }

@@ -44,16 +44,6 @@ std::vector<json> read_lines(const std::string& path) {
   return out;
 }
 
-// The JSON object `loom eval` prints on stdout (the output holds its stderr too).
-json result_of(const RunResult& r) {
-  const size_t at = r.out.rfind("{\"task\"");
-  if (r.code != 0 || at == std::string::npos) {
-    ADD_FAILURE() << r.out;
-    return json::object();
-  }
-  return json::parse(r.out.substr(at, r.out.find('\n', at) - at));
-}
-
 // eval_reference.py on `spec`; its answer is its last line.
 json reference(const ScratchDir& d, const json& spec) {
   std::ofstream(d / "spec.json") << spec.dump();
@@ -124,7 +114,7 @@ TEST_F(EvalCli, PerplexityMatchesPyTorch) {
   ASSERT_NO_FATAL_FAILURE(train_gpt2(150));
   // A directory scores its val shards.
   RunResult r = run_loom(eval("--task ppl --data " + (d / "data") + " --seq-len 32 --samples " + (d / "windows.jsonl")));
-  const json loom = result_of(r);
+  const json loom = eval_result(r);
   EXPECT_NE(r.out.find("  bits_per_byte "), std::string::npos) << r.out;  // the table
   const json torch =
       reference(d, {{"model", d / "hf"}, {"tokenizer", d / "tok.json"}, {"ppl", {{"seq_len", 32}, {"shards", {d / "data/val_000000.bin"}}}}});
@@ -132,13 +122,13 @@ TEST_F(EvalCli, PerplexityMatchesPyTorch) {
 
   // The default window is the model's max_seq_len (128): each window predicts all its tokens but one.
   const int64_t n = loom::data::TokenShard(d / "data/val_000000.bin").size();
-  EXPECT_EQ(result_of(run_loom(eval("--task ppl --data " + (d / "data"))))["tokens"], n - (n - 1 + 127) / 128);
+  EXPECT_EQ(eval_result(run_loom(eval("--task ppl --data " + (d / "data"))))["tokens"], n - (n - 1 + 127) / 128);
 
   // JSON Lines are encoded as `loom prepare` writes them; a checkpoint reads as its HF copy.
   ASSERT_NO_FATAL_FAILURE(run_ok("prepare --tokenizer " + (d / "tok.json") + " --input " + (d / "docs.jsonl") + " --output " + (d / "all")));
-  json from_text = result_of(run_loom(eval("--task ppl --seq-len 32 --data " + (d / "docs.jsonl"))));
-  json from_shard = result_of(run_loom(eval("--task ppl --seq-len 32 --data " + (d / "all/train_000000.bin"))));
-  json from_checkpoint = result_of(run_loom("eval --model " + (d / "ck/step_00000150") + " --tokenizer " + (d / "tok.json") +
+  json from_text = eval_result(run_loom(eval("--task ppl --seq-len 32 --data " + (d / "docs.jsonl"))));
+  json from_shard = eval_result(run_loom(eval("--task ppl --seq-len 32 --data " + (d / "all/train_000000.bin"))));
+  json from_checkpoint = eval_result(run_loom("eval --model " + (d / "ck/step_00000150") + " --tokenizer " + (d / "tok.json") +
                                             " --task ppl --seq-len 32 --data " + (d / "docs.jsonl")));
   for (json* j : {&from_text, &from_shard, &from_checkpoint}) {
     j->erase("data");
@@ -151,9 +141,9 @@ TEST_F(EvalCli, PerplexityMatchesPyTorch) {
 TEST_F(EvalCli, MultipleChoiceMatchesPyTorch) {
   if (!std::filesystem::exists(kModules + "/tokenizers")) GTEST_SKIP() << "the npm packages are missing: run scripts/install-deps";
   ASSERT_NO_FATAL_FAILURE(train_gpt2(150));
-  const json loom = result_of(run_loom(eval("--task mc --data " + (d / "mc.jsonl") + " --samples " + (d / "q.jsonl"))));
+  const json loom = eval_result(run_loom(eval("--task mc --data " + (d / "mc.jsonl") + " --samples " + (d / "q.jsonl"))));
   // --seq-len 16: the long context loses its start, as the harness cuts it; one sequence per batch.
-  const json cut = result_of(run_loom(eval("--task mc --data " + (d / "mc.jsonl") + " --seq-len 16 --batch-size 1 --samples " + (d / "q16.jsonl"))));
+  const json cut = eval_result(run_loom(eval("--task mc --data " + (d / "mc.jsonl") + " --seq-len 16 --batch-size 1 --samples " + (d / "q16.jsonl"))));
   const json torch = reference(d, {{"model", d / "hf"}, {"tokenizer", d / "tok.json"}, {"node_modules", kModules}, {"prefix", "<|endoftext|>"},
                                    {"mc", {{{"max_len", 128}, {"questions", d / "mc.jsonl"}}, {{"max_len", 16}, {"questions", d / "mc.jsonl"}}}}});
   expect_same_mc(loom, read_lines(d / "q.jsonl"), torch["mc"][0]);
@@ -175,7 +165,7 @@ TEST_F(EvalCli, GenerationExactMatch) {
   write_lines(d / "gen.jsonl", {{{"prompt", "The cat"}, {"answer", cat}},
                                 {{"prompt", "A dog"}, {"answer", "barked at the moon"}},
                                 {{"prompt", "A dog"}, {"answer", "\n  " + dog + " "}}});
-  const json r = result_of(run_loom(eval("--task gen --max-tokens 12 --data " + (d / "gen.jsonl") + " --samples " + (d / "out.jsonl"))));
+  const json r = eval_result(run_loom(eval("--task gen --max-tokens 12 --data " + (d / "gen.jsonl") + " --samples " + (d / "out.jsonl"))));
   EXPECT_EQ(r["n"], 3);
   EXPECT_DOUBLE_EQ(r["exact_match"], 2.0 / 3.0);
   const std::vector<json> out = read_lines(d / "out.jsonl");
@@ -202,7 +192,7 @@ TEST_F(EvalCli, QwenTokenizerAndChatTemplate) {
   model.init(7);
   loom::io::save_hf(d / "qhf", c, model.state_dict());
   const std::string eval = "eval --model " + (d / "qhf") + " --tokenizer " + kQwen + " ";
-  const json ppl = result_of(run_loom(eval + "--task ppl --seq-len 128 --data " + (d / "qdata") + " --samples " + (d / "w.jsonl")));
+  const json ppl = eval_result(run_loom(eval + "--task ppl --seq-len 128 --data " + (d / "qdata") + " --samples " + (d / "w.jsonl")));
   // Three questions more whose contexts are cut to the model's 128 positions: longest first,
   // their six sequences make the first batch of six, where the head skips the chunks of
   // positions before every continuation.
@@ -213,7 +203,7 @@ TEST_F(EvalCli, QwenTokenizerAndChatTemplate) {
   questions.push_back({{"context", context + "A dog"}, {"choices", {" sat on", " barked at"}}, {"gold", 1}});
   questions.push_back({{"context", context + "Unicode"}, {"choices", {" café", " ✓"}}, {"gold", 0}});
   write_lines(d / "qmc.jsonl", questions);
-  const json mc = result_of(run_loom(eval + "--task mc --batch-size 6 --data " + (d / "qmc.jsonl") + " --samples " + (d / "q.jsonl")));
+  const json mc = eval_result(run_loom(eval + "--task mc --batch-size 6 --data " + (d / "qmc.jsonl") + " --samples " + (d / "q.jsonl")));
   const json torch = reference(d, {{"model", d / "qhf"}, {"tokenizer", kQwen + "/tokenizer.json"}, {"node_modules", kModules},
                                    {"prefix", "<|endoftext|>"}, {"ppl", {{"seq_len", 128}, {"shards", {d / "qdata/train_000000.bin"}}}},
                                    {"mc", {{{"max_len", 128}, {"questions", d / "qmc.jsonl"}}}}});
@@ -235,7 +225,7 @@ TEST_F(EvalCli, QwenTokenizerAndChatTemplate) {
   other["messages"][0]["content"] = "And the dog?";
   other["answer"] = answer + " and more";
   write_lines(d / "gen.jsonl", {same, other});
-  const json gen = result_of(run_loom(eval + "--task gen --max-tokens 6 --data " + (d / "gen.jsonl")));
+  const json gen = eval_result(run_loom(eval + "--task gen --max-tokens 6 --data " + (d / "gen.jsonl")));
   EXPECT_EQ(gen["n"], 2);
   EXPECT_DOUBLE_EQ(gen["exact_match"], 0.5);
 }

@@ -79,10 +79,10 @@ inline void train(const Scratch& d, int np, int zero, int global, int accum, con
   train(d, Layout{np, zero, global / std::max(np, 1), accum}, name, extra);
 }
 
-// Within 1e-5 relative, step by step.
-inline void expect_same_losses(const std::vector<double>& got, const std::vector<double>& want, const std::string& what) {
+// Within `rel` relative (0: bit for bit), step by step.
+inline void expect_same_losses(const std::vector<double>& got, const std::vector<double>& want, const std::string& what, double rel = 1e-5) {
   ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << what << ", step " << i + 1;
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], rel * std::abs(want[i])) << what << ", step " << i + 1;
 }
 
 
@@ -116,9 +116,9 @@ inline void expect_same_run(const Scratch& d, const std::string& name, const std
 }
 
 // Resumes the checkpoint of step `from` of run `full` (20 steps) under each layout, in a run of
-// its own, and expects the losses of the run that never stopped from there on.
+// its own, and expects the losses of the run that never stopped from there on (within `rel`).
 inline void expect_resumes(const Scratch& d, const std::string& full, int from, const std::vector<std::pair<std::string, Layout>>& layouts,
-                           const std::string& extra) {
+                           const std::string& extra, double rel = 1e-5) {
   const std::vector<double> want = losses(d / (full + ".jsonl"));
   ASSERT_EQ(want.size(), 20u);
   const std::string step = fmt::format("step_{:08d}", from);
@@ -126,6 +126,6 @@ inline void expect_resumes(const Scratch& d, const std::string& full, int from, 
     fs::create_directories(d / name);
     fs::copy(d / (full + "/" + step), d / (name + "/" + step));
     train(d, l, name, "--resume " + extra);
-    expect_same_losses(losses(d / (name + ".jsonl")), std::vector<double>(want.begin() + from, want.end()), name);
+    expect_same_losses(losses(d / (name + ".jsonl")), std::vector<double>(want.begin() + from, want.end()), name, rel);
   }
 }

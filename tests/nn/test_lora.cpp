@@ -20,6 +20,7 @@
 #include "loom/ops/elementwise.h"
 #include "loom/ops/reduce.h"
 #include "loom/ops/shape.h"
+#include "loom/quant/linear.h"
 
 using namespace loom;
 namespace fs = std::filesystem;
@@ -109,7 +110,7 @@ TEST(Lora, MergedAndReloadedAgree) {
   auto merged = model("llama-tiny");
   std::map<std::string, Tensor> state = merged->state_dict();
   for (const auto& [path, mod] : m->named_modules())
-    if (auto l = std::dynamic_pointer_cast<nn::LoraLinear>(mod)) state[path + ".weight"] = l->merged_weight();
+    if (auto l = std::dynamic_pointer_cast<nn::LoraLinear>(mod)) state[path + ".weight"] = l->dense_weight();
   merged->load_state_dict(state);
   EXPECT_GT(max_diff(want, model("llama-tiny")->forward(kIds)), 1e-3);  // the adapter changes the model
   EXPECT_LT(max_diff(want, merged->forward(kIds)), 1e-4);
@@ -136,6 +137,63 @@ TEST(Lora, MergedAndReloadedAgree) {
   std::ofstream(dir / "adapter_config.json") << bad.dump();
   EXPECT_THROW(io::read_adapter_config(dir), Error);
   fs::remove_all(dir);
+}
+
+// QLoRA: the base's linears quantised by module surgery, then LoRA on all of them. The quantised
+// base registers no parameter (nor its biases: Qwen2's q/k/v), only the adapters get gradients,
+// the merged state dict is the dequantised base + s·B·A with the biases as they were, and the
+// adapter saved from it loads back onto the base quantised again (quantisation is deterministic).
+TEST(Lora, OnAQuantisedBase) {
+  for (const char* kind : {"nf4", "int8"}) {
+    SCOPED_TRACE(kind);
+    auto m = model("qwen2-tiny");
+    std::map<std::string, Tensor> biases;
+    for (auto& [name, p] : m->named_parameters())
+      if (name.ends_with(".bias")) {
+        autograd::NoGradGuard g;
+        ops::copy_(p, randn(p.shape(), RngKey{5, biases.size() * 1000}, 0.0, 0.1));
+        biases[name] = ops::clone(p.detach());
+      }
+    ASSERT_EQ(biases.size(), size_t(3 * m->config().n_layer));
+    const std::vector<std::string> quantised = nn::quantize_base(*m, kind);
+    ASSERT_EQ(quantised.size(), size_t(7 * m->config().n_layer));
+    const nn::LoraConfig cfg{.r = 4, .alpha = 8};
+    EXPECT_EQ(nn::apply_lora(*m, cfg, 2), quantised);
+    EXPECT_THROW(nn::quantize_base(*m, kind), Error);  // LoRA is on already
+    randomize_b(*m);
+    for (const auto& [name, p] : m->named_parameters()) {
+      const bool lora = name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight");
+      EXPECT_EQ(p.requires_grad(), lora) << name;
+      EXPECT_TRUE(lora || name == "tok_emb.weight" || name.ends_with("norm.weight")) << name;  // nothing of the linears
+    }
+    const auto lora = std::dynamic_pointer_cast<nn::LoraLinear>(m->module_at("layers.1.attn.wk"));
+    const auto q = std::dynamic_pointer_cast<nn::QuantizedLinear>(lora->base);
+    ASSERT_TRUE(q);
+    const std::map<std::string, Tensor> state = nn::merged_state_dict(*m);
+    for (const auto& [name, b] : biases) EXPECT_EQ(state.at(name).to_vector(), b.to_vector()) << name;
+    {
+      autograd::NoGradGuard g;
+      const Tensor w = ops::add(q->dense_weight(), ops::mul(ops::matmul(lora->lora_B->weight, lora->lora_A->weight), lora->scale));
+      EXPECT_EQ(state.at("layers.1.attn.wk.weight").to_vector(), w.to_vector());
+      auto merged = model("qwen2-tiny", 99);  // other values everywhere, all replaced
+      merged->load_state_dict(state);
+      EXPECT_LT(max_diff(m->forward(kIds), merged->forward(kIds)), 1e-4);
+    }
+    m->loss(m->forward(kIds), kIds).backward();
+    for (const auto& [name, p] : m->named_parameters()) EXPECT_EQ(p.grad().defined(), p.requires_grad()) << name;
+
+    const fs::path dir = fs::temp_directory_path() / ("loom_qlora_" + std::to_string(getpid()));
+    io::save_adapter(dir, *m, cfg, "base-dir");
+    auto reloaded = model("qwen2-tiny");
+    autograd::NoGradGuard g;
+    for (auto& [name, p] : reloaded->named_parameters())
+      if (biases.count(name)) ops::copy_(p, biases.at(name));
+    nn::quantize_base(*reloaded, kind);
+    io::load_adapter(dir, *reloaded);
+    fs::remove_all(dir);
+    EXPECT_EQ(max_diff(m->forward(kIds), reloaded->forward(kIds)), 0.0);
+  }
+  EXPECT_THROW(nn::quantize_base(*model("llama-tiny"), "nf3"), Error);
 }
 
 TEST(Lora, FreezeAllButPatterns) {

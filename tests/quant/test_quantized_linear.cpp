@@ -64,7 +64,7 @@ TYPED_TEST(QuantizedLinearTest, HoldsNoParameterAndAWeightShapeWithoutMemory) {
   EXPECT_FALSE(q.bias.requires_grad());
   EXPECT_EQ(q.bias.to_vector(), base->bias.to_vector());
   EXPECT_NE(q.bias.impl(), base->bias.impl());  // a copy: the base may go
-  EXPECT_EQ(q.dequantized_weight().to_vector(), dequantize(q.quantized()).to_vector());
+  EXPECT_EQ(q.dense_weight().to_vector(), dequantize(q.quantized()).to_vector());
   EXPECT_EQ(q.quantized().shape, Shape({80, 96}));
   EXPECT_THROW(TypeParam(nn::Linear(8, 8, false, true)), Error);  // a deferred base has no values
 }
@@ -74,7 +74,7 @@ TYPED_TEST(QuantizedLinearTest, ForwardAndInputGradientAreLinearsWithTheDequanti
     SCOPED_TRACE(bias ? "bias" : "no bias");
     auto base = random_linear(96, 80, bias, 2);
     TypeParam q(*base);
-    const Tensor w = q.dequantized_weight();
+    const Tensor w = q.dense_weight();
     Tensor x = random({3, 7, 96}, 3);
     x.set_requires_grad(true);
     Tensor x_ref = ops::clone(x.detach());
@@ -120,7 +120,7 @@ TYPED_TEST(QuantizedLinearTest, Bf16InputComputesInBf16) {
   x.set_requires_grad(true);
   const Tensor y = q.forward(x);
   EXPECT_EQ(y.dtype(), DType::bf16);
-  const Tensor y_ref = ops::linear(x.detach(), ops::cast(q.dequantized_weight(), DType::bf16), ops::cast(q.bias, DType::bf16));
+  const Tensor y_ref = ops::linear(x.detach(), ops::cast(q.dense_weight(), DType::bf16), ops::cast(q.bias, DType::bf16));
   EXPECT_EQ(y.to_vector(), y_ref.to_vector());
   ops::sum(ops::cast(y, DType::f32)).backward();
   EXPECT_EQ(x.grad().dtype(), DType::bf16);
@@ -147,7 +147,7 @@ TYPED_TEST(QuantizedLinearTest, ModuleSurgeryInATransformer) {
       auto q = std::make_shared<TypeParam>(lin);
       auto& target = dynamic_cast<nn::Linear&>(*ref.module_at(path));
       autograd::NoGradGuard no_grad;
-      ops::copy_(target.weight, q->dequantized_weight());
+      ops::copy_(target.weight, q->dense_weight());
       qlora.replace_module(path, q);
     }
     EXPECT_EQ(qlora.num_parameters(), before - removed);
