@@ -25,15 +25,16 @@ std::string peft_name(const std::map<std::string, std::string>& hf, const std::s
 
 }  // namespace
 
-void save_adapter(const fs::path& dir, const nn::TransformerLM& model, const nn::LoraConfig& cfg, const std::string& base) {
+void save_adapter(const fs::path& dir, const nn::TransformerLM& model, const nn::LoraConfig& cfg, const std::string& base,
+                  const WholeTensorFn& whole) {
   const std::map<std::string, std::string> hf = nn::hf_module_paths(model.config());
   TensorMap tensors;
   std::vector<std::string> targets;
   for (const auto& [path, m] : model.named_modules()) {
     auto lora = std::dynamic_pointer_cast<nn::LoraLinear>(m);
     if (!lora) continue;
-    tensors[peft_name(hf, path, "A")] = ops::contiguous(lora->lora_A->weight.detach());
-    tensors[peft_name(hf, path, "B")] = ops::contiguous(lora->lora_B->weight.detach());
+    for (const auto& [ab, w] : {std::pair{"A", lora->lora_A->weight}, std::pair{"B", lora->lora_B->weight}})
+      tensors[peft_name(hf, path, ab)] = whole ? whole(path + ".lora_" + ab + ".weight") : ops::contiguous(w.detach());
     const std::string& h = hf.at(path);
     const std::string name = h.substr(h.rfind('.') + 1);
     if (std::find(targets.begin(), targets.end(), name) == targets.end()) targets.push_back(name);

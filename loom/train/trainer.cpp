@@ -17,6 +17,7 @@
 #include "loom/data/sft.h"
 #include "loom/io/hf_checkpoint.h"
 #include "loom/io/llmc.h"
+#include "loom/io/sharded_checkpoint.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/nn.h"
 #include "loom/quant/linear.h"
@@ -220,7 +221,10 @@ int Trainer::run() {
     // The checkpoint keeps the tokenizer files of the Hugging Face directory it started from and
     // of model.tokenizer beside the weights (generate and eval need only --model).
     auto extra = [&](const std::filesystem::path& dir) {
-      if (lora_.r > 0) io::save_adapter(dir, *model_, lora_, cfg_.model_init);
+      if (lora_.r > 0) {  // the whole adapter, from the shards just written (ZeRO-3 holds a part of it on each rank)
+        const io::ShardedCheckpoint ck(dir);
+        io::save_adapter(dir, *model_, lora_, cfg_.model_init, [&](const std::string& name) { return ck.read("param." + name); });
+      }
       if (cfg_.model_init.starts_with("hf:")) tokenizer::copy_tokenizer_files(cfg_.model_init.substr(3), dir);
       if (!cfg_.tokenizer.empty())
         tokenizer::copy_tokenizer_files(std::filesystem::is_directory(cfg_.tokenizer) ? std::filesystem::path(cfg_.tokenizer)

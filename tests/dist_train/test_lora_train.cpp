@@ -41,7 +41,7 @@ TEST(LoraTraining, DataParallelAndZeroMatchOneProcess) {
   const std::string index = io::read_text_file(ck + "/index.json");
   EXPECT_EQ(index.find("attn.wq.weight\""), std::string::npos);
   EXPECT_NE(index.find("attn.wq.lora_A.weight"), std::string::npos);
-  for (int zero : {0, 1, 2}) {
+  for (int zero : {0, 1, 2, 3}) {
     const std::string name = "dp2_zero" + std::to_string(zero);
     train(d, 2, zero, 4, 1, name, kLora);
     expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "one.jsonl"), name);
@@ -72,7 +72,7 @@ TEST(LoraTraining, QuantisedBase) {
   }
   const std::string q = "--lora.r=4 --lora.alpha=8 --optimizer.lr=1e-2 --checkpoint.every=10 --quant.base=nf4";
   expect_resumes(d, "nf4", 10, {{"resumed", Layout{0, 0, 4, 1}}}, q, 0.0);
-  for (int zero : {0, 2}) {
+  for (int zero : {0, 2, 3}) {
     const std::string name = "dp2_zero" + std::to_string(zero);
     train(d, 2, zero, 4, 1, name, q);
     expect_same_losses(losses(d / (name + ".jsonl")), losses(d / "nf4.jsonl"), name);
