@@ -2,8 +2,8 @@
 // pre-trained inside the test on a synthetic corpus (three letters and their reversal,
 // "c h f\nf h c"), then `loom sft` teaches it a chat task: "User: c h f\nAssistant:\n" answered by
 // "f h c" and the end-of-turn token. Each way of fine-tuning — LoRA, full fine-tuning with packed
-// examples (and QLoRA where built) — must reach ≥ 90% exact match under `loom eval --task gen` on
-// 100 letter triples that no training example holds.
+// examples, QLoRA (NF4 base) — must reach ≥ 90% exact match under `loom eval --task gen` on 100
+// letter triples that no fine-tuning example holds.
 #include <algorithm>
 #include <cstdint>
 
@@ -97,7 +97,7 @@ struct Demo {
 
 }  // namespace
 
-TEST(SftDemo, LoraFullAndPackedFineTuningLearnAHeldOutTask) {
+TEST(SftDemo, LoraFullAndQloraFineTuningLearnAHeldOutTask) {
   Demo demo;
   demo.pretrain();
   ASSERT_FALSE(HasFatalFailure());
@@ -112,5 +112,10 @@ TEST(SftDemo, LoraFullAndPackedFineTuningLearnAHeldOutTask) {
                                         "--training.steps=400 --checkpoint.dir=" + (d / "full"),
                                         d / "full/step_00000400");
   EXPECT_GE(full, 0.9);
-  std::printf("exact match on 100 held-out triples: LoRA %.2f, full fine-tuning (packed) %.2f\n", lora, full);
+  // QLoRA: the same LoRA on the base quantised to NF4; eval quantises the base the same way.
+  const double qlora = demo.sft_and_eval("--quant.base=nf4 --lora.r=8 --lora.alpha=16 --optimizer.lr=5e-3 --training.batch_size=16 "
+                                         "--training.seq_len=32 --training.steps=400 --checkpoint.dir=" + (d / "qlora"),
+                                         (d / "base") + " --quant nf4 --adapter " + (d / "qlora/step_00000400"));
+  EXPECT_GE(qlora, 0.9);
+  std::printf("exact match on 100 held-out triples: LoRA %.2f, full fine-tuning (packed) %.2f, QLoRA %.2f\n", lora, full, qlora);
 }
