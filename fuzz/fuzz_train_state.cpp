@@ -1,6 +1,7 @@
 // Fuzzes a checkpoint's train_state.json. A state it accepts must write back to the same
 // state, and a data loader must resume from its position as the trainer does.
 #include "fuzz/harness.h"
+#include "loom/data/loader.h"
 #include "loom/train/checkpoint.h"
 
 void loom::fuzz::one_input(std::string_view input) {
