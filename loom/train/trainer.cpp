@@ -157,6 +157,12 @@ void Trainer::make_loaders(Task task) {
   };
   data::Replay replay;
   if (!cfg_.replay.empty()) replay = {data::shard_windows(cfg_.replay, "data.replay", T, V), cfg_.replay_fraction};
+  for (const auto& [key, path] : {std::pair{"data.train", cfg_.data_train}, std::pair{"data.val", cfg_.data_val}}) {
+    const bool jsonl = std::filesystem::path(path).extension() == ".jsonl";
+    LOOM_CHECK(path.empty() || jsonl == (task == Task::sft), "config: {} '{}': {}", key, path,
+               jsonl ? "loom train reads token shards (loom prepare makes them from JSON Lines); loom sft reads JSON Lines examples"
+                     : "loom sft reads JSON Lines examples (a .jsonl file); loom train reads token shards");
+  }
   if (task == Task::pretrain) {
     train_ = loader(data::shard_windows(cfg_.data_train, "data.train", T, V), "data.train", cfg_.data_shuffle, replay);
     if (!cfg_.data_val.empty()) val_ = loader(data::shard_windows(cfg_.data_val, "data.val", T, V), "data.val", false);

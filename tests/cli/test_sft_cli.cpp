@@ -134,7 +134,10 @@ TEST(SftCli, BadInput) {
            {tok + " --data.train=" + (d / "train.jsonl") + " --sft.truncation=cut", {"sft.truncation", "cut"}},
            {tok + " --data.train=" + (d / "train.jsonl") + " --data.replay=" + (d / "data"), {"data.replay", "data.replay_fraction"}},
            {tok + " --data.train=" + (d / "train.jsonl") + " --eval.patience=3", {"eval.patience", "eval.every"}},
-           {tok + " --data.train=" + (d / "nothing.jsonl"), {"data.train", "cannot read", "nothing.jsonl"}}}) {
+           {tok + " --data.train=" + (d / "nothing.jsonl"), {"data.train", "cannot read", "nothing.jsonl"}},
+           {tok + " --data.train=" + (d / "data"), {"data.train", "loom sft reads JSON Lines examples"}}}) {
     expect_one_error(run_loom(base + args), needles, args);
   }
+  // And the other way round: `loom train` on examples.
+  expect_one_error(run_loom("train --data.train=" + (d / "train.jsonl")), {"data.train", "loom train reads token shards"}, "train");
 }
