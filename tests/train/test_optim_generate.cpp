@@ -98,6 +98,14 @@ TEST(TrainState, RoundTripsAndRejectsBadFields) {
   EXPECT_EQ(back.consumed_samples, 96);
   EXPECT_EQ(back.global_batch, 8);
   EXPECT_EQ(back.config_toml, s.config_toml);
+  EXPECT_EQ(back.best.step, 0);  // none: no "best" written or read
+  EXPECT_EQ(train::train_state_json(s).find("best"), std::string::npos);
+  train::TrainState with_best = s;
+  with_best.best = {10, 2.25, 1};  // eval.patience's record
+  const train::TrainState b = train::parse_train_state(train::train_state_json(with_best), "ts.json");
+  EXPECT_EQ(b.best.step, 10);
+  EXPECT_EQ(b.best.val_loss, 2.25);
+  EXPECT_EQ(b.best.evals_since, 1);
   auto error_of = [](const std::string& text) {
     try {
       train::parse_train_state(text, "ck/train_state.json");
@@ -113,6 +121,12 @@ TEST(TrainState, RoundTripsAndRejectsBadFields) {
   EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "consumed_samples": 4, "global_batch": 8, "config": 3})").find("'config'"),
             std::string::npos);
   EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "loader": {"epoch": 0, "index": 3}, "config": ""})").find("older Loom"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "consumed_samples": 4, "global_batch": 8, "config": "", "best": {"step": 1}})")
+                .find("field 'best' must be"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"step": 1, "optimizer_steps": 1, "consumed_samples": 4, "global_batch": 8, "config": "", "best": {"step": -1, "val_loss": 1, "evals_since": 0}})")
+                .find("field 'step' must be a non-negative integer"),
             std::string::npos);
   EXPECT_NE(error_of("[1, 2]").find("not a JSON object"), std::string::npos);
   EXPECT_NE(error_of("{").find("ck/train_state.json"), std::string::npos);
