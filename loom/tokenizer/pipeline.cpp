@@ -378,6 +378,14 @@ std::optional<std::vector<std::string>> Pipeline::byte_level_splits() const {
   return patterns;
 }
 
+bool Pipeline::sentencepiece() const {
+  using K = Normalizer::Kind;
+  const std::string_view space = "\u2581";
+  return pre_tokenizers_.empty() && normalizers_.size() == 2 && normalizers_[0].kind == K::prepend && normalizers_[0].text == space &&
+         normalizers_[1].kind == K::replace && normalizers_[1].text == space &&
+         (normalizers_[1].pattern->source() == " " || normalizers_[1].pattern->source() == "\\ ");
+}
+
 std::string Pipeline::normalize(std::string_view text) const {
   std::string s(text);
   using K = Normalizer::Kind;

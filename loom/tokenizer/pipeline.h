@@ -40,6 +40,9 @@ class Pipeline {
   // LLaMA-3's, Qwen2's and other byte-level tokenizers split text (llama.cpp knows them by these
   // patterns). nullopt for any other pipeline.
   std::optional<std::vector<std::string>> byte_level_splits() const;
+  // SentencePiece's layout as tokenizer.json writes it (LLaMA-2, Mistral 7B): the normalizers
+  // Prepend "▁" and Replace " " with "▁", and no pre-tokenizer.
+  bool sentencepiece() const;
   bool has_normalizer() const { return !normalizers_.empty(); }
 
   // Normalizes valid UTF-8 text.

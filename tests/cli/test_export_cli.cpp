@@ -74,7 +74,7 @@ TEST_F(ExportCli, BadInputIsOneErrorAndLeavesTheOutputAlone) {
       {"--model " + llama + " --to gguf:", {"names no file"}},
       {"--model " + llama + " --to gguf-lora:" + out, {"gguf-lora: needs --adapter DIR"}},
       {"--model " + llama + " --to gguf:" + out + " --type q4_0", {"--type"}},
-      {"--model " + llama + " --tokenizer " + odd + " --to gguf:" + out, {"llama.cpp has no pre-tokenizer"}},
+      {"--model " + llama + " --tokenizer " + odd + " --to gguf:" + out, {"llama.cpp has no tokenizer that splits text as this one does"}},
       {"--model " + small + " --to gguf:" + out, {"the tokenizer has 280 ids, more than the model's 256 embedding rows"}},
       {"--model " + llama + " --adapter " + (d / "missing") + " --to gguf-lora:" + out, {"adapter_config.json"}},
   };

