@@ -1,4 +1,4 @@
-// `loom`: one command for training, data preparation, generation, evaluation, conversion and tokenizers.
+// `loom`: one command for training, data preparation, generation, evaluation, conversion, export to llama.cpp and tokenizers.
 // Exit codes: 0 ok, 2 bad input (loom::Error: config, data, checkpoint, arguments), 3 a distributed
 // failure or timeout, 1 a bug. Under mpirun every rank runs this; an error on one ends the job.
 #include <cstdio>
