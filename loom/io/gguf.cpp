@@ -48,8 +48,6 @@ const TypeInfo& info(TensorType t) {
   return *i;
 }
 
-constexpr const char* kValueTypeNames[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
-const char* value_type_name(ValueType t) { return uint32_t(t) < 13 ? kValueTypeNames[uint32_t(t)] : "?"; }
 bool is_float(ValueType t) { return t == ValueType::f32 || t == ValueType::f64; }
 // Bytes an element takes in the file at least (a string: its length field).
 uint64_t element_bytes(ValueType t) {
@@ -218,21 +216,17 @@ size_t Value::size() const {
   return is_float(type) ? floats.size() : ints.size();
 }
 
-int64_t Value::integer() const {
-  LOOM_CHECK(!array && type != ValueType::string && !is_float(type), "gguf: a {}{} where an integer was expected", array ? "array of " : "",
-             value_type_name(type));
+std::optional<int64_t> Value::as_integer() const {
+  if (array || type == ValueType::string || is_float(type)) return std::nullopt;
   return ints.at(0);
 }
 
-double Value::number() const {
-  LOOM_CHECK(!array && is_float(type), "gguf: a {}{} where a float was expected", array ? "array of " : "", value_type_name(type));
+std::optional<double> Value::as_number() const {
+  if (array || !is_float(type)) return std::nullopt;
   return floats.at(0);
 }
 
-const std::string& Value::str() const {
-  LOOM_CHECK(!array && type == ValueType::string, "gguf: a {}{} where a string was expected", array ? "array of " : "", value_type_name(type));
-  return strings.at(0);
-}
+const std::string* Value::as_string() const { return !array && type == ValueType::string ? &strings.at(0) : nullptr; }
 
 Value u32(uint32_t v) { return Value{ValueType::u32, false, {int64_t(v)}}; }
 Value f32(double v) { return Value{ValueType::f32, false, {}, {v}}; }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,10 +41,10 @@ struct Value {
   std::vector<std::string> strings = {};
 
   size_t size() const;
-  // A scalar's value; throws naming the types when this is not one of that kind.
-  int64_t integer() const;  // any integer type or bool
-  double number() const;    // f32 or f64
-  const std::string& str() const;
+  // A scalar's value; nullopt (null) when this is not a scalar of that kind.
+  std::optional<int64_t> as_integer() const;  // any integer type or bool
+  std::optional<double> as_number() const;    // f32 or f64
+  const std::string* as_string() const;
 };
 Value u32(uint32_t v);
 Value f32(double v);

@@ -3,6 +3,11 @@
 // convert_hf_to_gguf.py does with the same Hugging Face tensors.
 #include "loom/io/gguf_model.h"
 
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <set>
+
 #include "loom/autograd/function.h"
 #include "loom/core/error.h"
 #include "loom/models/hf_names.h"
@@ -40,13 +45,26 @@ template <size_t N> const char* lookup(const NameMap (&table)[N], std::string_vi
   return nullptr;
 }
 
+// LLaMA's q/k rows from the Hugging Face rotate-half order to llama.cpp's adjacent pairs (each
+// head's rows (2, D/2) become (D/2, 2), as convert_hf_to_gguf.py's LlamaModel.permute does), or
+// back (to_gguf false).
+Tensor rope_rows(const Tensor& w, int64_t heads, bool to_gguf) {
+  const Shape shape = w.shape();
+  const int64_t rows = shape.at(0), rest = w.numel() / rows;
+  LOOM_CHECK(rows % (2 * heads) == 0, "gguf: {} rows are not {} heads of an even size", rows, heads);
+  autograd::NoGradGuard no_grad;
+  const Tensor t = to_gguf ? ops::reshape(ops::contiguous(w), {heads, 2, rows / heads / 2, rest})
+                           : ops::reshape(ops::contiguous(w), {heads, rows / heads / 2, 2, rest});
+  return ops::reshape(ops::contiguous(ops::transpose(t, 1, 2)), shape);
+}
+
 // LLaMA (and Mistral, which converts as LLaMA) is the one family whose q/k rows llama.cpp wants
 // in adjacent-pair RoPE order; Qwen2/3 run llama.cpp's NeoX RoPE on the Hugging Face layout.
 // t: a weight of GGUF name g, or the B of a LoRA pair on it (B's rows are W's rows).
-Tensor to_gguf_layout(const models::ModelConfig& c, const std::string& g, const Tensor& t) {
+Tensor gguf_layout(const models::ModelConfig& c, const std::string& g, const Tensor& t, bool to_gguf) {
   if (c.family != "llama" && c.family != "mistral") return t;
-  if (g.ends_with(".attn_q.weight")) return rope_rows_to_gguf(t, c.n_head);
-  if (g.ends_with(".attn_k.weight")) return rope_rows_to_gguf(t, c.n_kv_head);
+  if (g.ends_with(".attn_q.weight")) return rope_rows(t, c.n_head, to_gguf);
+  if (g.ends_with(".attn_k.weight")) return rope_rows(t, c.n_kv_head, to_gguf);
   return t;
 }
 
@@ -72,6 +90,16 @@ uint32_t file_type(gguf::TensorType t) {
 }
 
 constexpr uint32_t kQuantizationVersion = 2;  // GGML_QNT_VERSION
+
+// An f32 key's value as the decimal it was written from, its shortest representation as a float:
+// 1e-06 rather than 9.99999997e-07.
+double shortest_decimal(float v) {
+  char buf[32];
+  const char* end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  double out = 0;
+  std::from_chars(buf, end, out);
+  return out;
+}
 
 void add_tensor(GgufContent& out, const std::string& name, const Tensor& t, gguf::TensorType type) {
   out.tensors.push_back({name, tensor_type(name, t.shape(), type), t.shape(), [t] { return t; }});
@@ -110,15 +138,6 @@ std::string gguf_tensor_name(const models::ModelConfig& c, const std::string& hf
   return fmt::format("{}{}", g, suffix);
 }
 
-Tensor rope_rows_to_gguf(const Tensor& w, int64_t heads) {
-  const Shape shape = w.shape();
-  const int64_t rows = shape.at(0), rest = w.numel() / rows;
-  LOOM_CHECK(rows % (2 * heads) == 0, "gguf: {} rows are not {} heads of an even size", rows, heads);
-  autograd::NoGradGuard no_grad;
-  const Tensor t = ops::reshape(ops::contiguous(w), {heads, 2, rows / heads / 2, rest});
-  return ops::reshape(ops::contiguous(ops::transpose(t, 1, 2)), shape);
-}
-
 GgufContent gguf_model(const models::ModelConfig& c, const std::map<std::string, Tensor>& state, gguf::TensorType type,
                        const std::string& name) {
   const std::string arch = gguf_architecture(c), a = arch + ".";
@@ -155,7 +174,7 @@ GgufContent gguf_model(const models::ModelConfig& c, const std::map<std::string,
     const std::string g = gguf_tensor_name(c, e.hf_name);
     // GPT2Model.modify_tensors turns Conv1D's [in, out] back into [out, in].
     const Tensor t = e.conv1d ? ops::transpose(hf.at(e.hf_name), 0, 1) : hf.at(e.hf_name);
-    add_tensor(out, g, to_gguf_layout(c, g, t), type);
+    add_tensor(out, g, gguf_layout(c, g, t, true), type);
   }
   return out;
 }
@@ -176,10 +195,78 @@ GgufContent gguf_lora(const models::ModelConfig& c, const nn::TransformerLM& ada
     if (!lora) continue;
     const std::string g = gguf_tensor_name(c, hf.at(path) + ".weight");
     add_tensor(out, g + ".lora_a", lora->lora_A->weight.detach(), type);
-    add_tensor(out, g + ".lora_b", to_gguf_layout(c, g, lora->lora_B->weight.detach()), type);
+    add_tensor(out, g + ".lora_b", gguf_layout(c, g, lora->lora_B->weight.detach(), true), type);
   }
   LOOM_CHECK(!out.tensors.empty(), "gguf: the adapter has no LoRA modules");
   return out;
+}
+
+ModelWeights read_gguf_model(const std::filesystem::path& file) {
+  const gguf::File f(file);
+  const std::string where = "gguf: " + file.string();
+  const gguf::Metadata& m = f.metadata();
+  const gguf::Value* arch_value = gguf::find(m, "general.architecture");
+  LOOM_CHECK(arch_value && arch_value->as_string(), "{}: general.architecture is missing or not a string", where);
+  const std::string arch = *arch_value->as_string();
+  LOOM_CHECK(arch == "gpt2" || arch == "llama" || arch == "qwen2" || arch == "qwen3",
+             "{}: architecture '{}' is not one Loom runs (gpt2, llama, qwen2, qwen3)", where, arch);
+  const gguf::Value* type = gguf::find(m, "general.type");
+  LOOM_CHECK(!type || (type->as_string() && *type->as_string() == "model"), "{}: general.type is not \"model\" (an adapter?)", where);
+  auto count = [&](const std::string& key, std::optional<int64_t> fallback) {
+    const gguf::Value* v = gguf::find(m, arch + "." + key);
+    const std::optional<int64_t> n = v ? v->as_integer() : fallback;
+    LOOM_CHECK(n && *n > 0 && *n <= (int64_t(1) << 40), "{}: {}.{} is missing or not a positive integer", where, arch, key);
+    return *n;
+  };
+  auto number = [&](const std::string& key, double fallback) {
+    const gguf::Value* v = gguf::find(m, arch + "." + key);
+    LOOM_CHECK(!v || v->as_number(), "{}: {}.{} is not a float", where, arch, key);
+    return !v ? fallback : v->type == gguf::ValueType::f32 ? shortest_decimal(float(*v->as_number())) : *v->as_number();
+  };
+  const gguf::TensorInfo& embedding = f.tensor("token_embd.weight");
+  LOOM_CHECK(embedding.shape.size() == 2, "{}: token_embd.weight has shape {}, not (vocabulary, embedding)", where, embedding.shape);
+  models::ModelConfig c;  // GPT-2's defaults
+  c.family = arch;
+  c.vocab_size = embedding.shape[0];
+  c.n_layer = count("block_count", std::nullopt);
+  c.max_seq_len = count("context_length", std::nullopt);
+  c.n_embd = count("embedding_length", std::nullopt);
+  c.intermediate = count("feed_forward_length", std::nullopt);
+  c.n_head = count("attention.head_count", std::nullopt);
+  c.tied_head = std::none_of(f.tensors().begin(), f.tensors().end(), [](const gguf::TensorInfo& t) { return t.name == "output.weight"; });
+  if (arch == "gpt2") {
+    c.padded_vocab = models::pad_vocab(c.vocab_size);
+    c.n_kv_head = c.n_head;
+    c.head_dim = c.n_embd / c.n_head;
+    c.norm_eps = number("attention.layer_norm_epsilon", c.norm_eps);
+  } else {
+    c.padded_vocab = c.vocab_size;
+    c.n_kv_head = count("attention.head_count_kv", c.n_head);
+    c.head_dim = count("attention.key_length", c.n_embd / c.n_head);
+    LOOM_CHECK(count("attention.value_length", c.head_dim) == c.head_dim && count("rope.dimension_count", c.head_dim) == c.head_dim,
+               "{}: value_length or rope.dimension_count differ from the head size {} (Loom rotates whole heads)", where, c.head_dim);
+    c.norm_eps = number("attention.layer_norm_rms_epsilon", 1e-6);
+    c.rope_theta = number("rope.freq_base", 10000.0);
+    c.rms_norm = c.rope = c.swiglu = true;
+    c.linear_bias = false;
+    c.qkv_bias = arch == "qwen2";
+    c.qk_norm = arch == "qwen3";
+  }
+  std::set<std::string> unused;
+  for (const gguf::TensorInfo& t : f.tensors()) unused.insert(t.name);
+  std::map<std::string, Tensor> hf;
+  autograd::NoGradGuard no_grad;
+  for (const models::HfTensor& e : models::hf_tensor_map(c)) {
+    const std::string g = gguf_tensor_name(c, e.hf_name);
+    const gguf::TensorInfo& t = f.tensor(g);
+    const Shape want = e.conv1d ? Shape{e.hf_shape[1], e.hf_shape[0]} : e.hf_shape;
+    LOOM_CHECK(t.shape == want, "{}: tensor {} has shape {}, the {} config expects {}", where, g, t.shape, arch, want);
+    const Tensor v = gguf_layout(c, g, f.values(t), false);
+    hf.emplace(e.hf_name, e.conv1d ? ops::contiguous(ops::transpose(v, 0, 1)) : v);
+    unused.erase(g);
+  }
+  LOOM_CHECK(unused.empty(), "{}: tensor {} is not part of a {}-block {} model Loom runs", where, *unused.begin(), c.n_layer, arch);
+  return {c, models::from_hf_tensors(c, hf)};
 }
 
 }  // namespace loom::io

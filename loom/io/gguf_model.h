@@ -4,11 +4,13 @@
 // Hugging Face directory. docs/deployment.md has the tables.
 #pragma once
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "loom/io/gguf.h"
+#include "loom/io/hf_checkpoint.h"
 #include "loom/models/config.h"
 #include "loom/nn/lora.h"
 
@@ -28,9 +30,6 @@ std::string gguf_architecture(const models::ModelConfig& c);
 // as gguf-py's tensor map gives it; throws naming one it does not know.
 std::string gguf_tensor_name(const models::ModelConfig& c, const std::string& hf_name);
 
-// LLaMA's q/k rows from the Hugging Face rotate-half order to llama.cpp's adjacent pairs: each
-// head's rows (2, D/2) become (D/2, 2), as convert_hf_to_gguf.py's LlamaModel.permute does.
-Tensor rope_rows_to_gguf(const Tensor& w, int64_t heads);
 
 // general.* and <arch>.* metadata and every tensor of the model whose Loom state dict is `state`,
 // as convert_hf_to_gguf.py --outtype `type` writes its Hugging Face directory: 1-D tensors,
@@ -46,5 +45,13 @@ GgufContent gguf_model(const models::ModelConfig& c, const std::map<std::string,
 // α, or α·√r under rsLoRA.
 GgufContent gguf_lora(const models::ModelConfig& c, const nn::TransformerLM& adapted, const nn::LoraConfig& cfg, gguf::TensorType type,
                       const std::string& name);
+
+// A GGUF model of one of these architectures (written by loom export or by llama.cpp's converter)
+// as Loom weights: the config from the <arch>.* keys (Mistral reads back as LLaMA, which computes
+// the same), the vocabulary from token_embd's rows, a tied head when there is no output tensor;
+// the tensors dequantised to f32 and laid out back as Hugging Face has them. Another architecture
+// or general.type, settings Loom cannot run (partial rotary dims), a missing, extra or mis-shaped
+// tensor are errors naming the file and the key or tensor.
+ModelWeights read_gguf_model(const std::filesystem::path& file);
 
 }  // namespace loom::io

@@ -3,7 +3,9 @@
 // one `error:` line, exit 2, and an existing output left as it was.
 #include "cli_testing.h"
 #include "loom/io/hf_checkpoint.h"
+#include "loom/models/hf_names.h"
 #include "loom/nn/transformer.h"
+#include "loom/ops/elementwise.h"
 
 using namespace loom::testing;
 using json = nlohmann::json;
@@ -83,4 +85,39 @@ TEST_F(ExportCli, BadInputIsOneErrorAndLeavesTheOutputAlone) {
     expect_one_error(run_loom("export " + args), needles, args);
     EXPECT_EQ(read_file(out), "old");
   }
+}
+
+// `loom convert --from gguf:FILE` reads back what `loom export` wrote: f32 bit for bit (LLaMA's q/k
+// rows un-permuted, GPT-2's fused qkv split, the tied head and vocabulary padding as they were),
+// f16 as the weights rounded to f16, q8_0 within half a quantisation step of each block's scale.
+TEST_F(ExportCli, ConvertFromGgufReadsTheExportBack) {
+  for (const std::string preset : {"gpt2-tiny", "llama-tiny", "qwen2-tiny", "qwen3-tiny"}) {
+    SCOPED_TRACE(preset);
+    const std::string dir = model(preset, 280);
+    const loom::io::ModelWeights original = loom::io::load_hf(dir);
+    for (const std::string type : {"f32", "f16", "q8_0"}) {
+      SCOPED_TRACE(type);
+      const std::string file = d / (preset + "-" + type + ".gguf"), back = d / (preset + "-" + type + "-back");
+      ASSERT_EQ(run_loom("export --model " + dir + " --to gguf:" + file + " --type " + type).code, 0);
+      const RunResult r = run_loom("convert --from gguf:" + file + " --to hf:" + back);
+      ASSERT_EQ(r.code, 0) << r.out;
+      const loom::io::ModelWeights w = loom::io::load_hf(back);
+      EXPECT_EQ(loom::models::hf_config_json(w.config), loom::models::hf_config_json(original.config));
+      ASSERT_EQ(w.state.size(), original.state.size());
+      for (const auto& [name, t] : original.state) {
+        const bool converted = t.ndim() == 2 && name != "pos_emb.weight";  // the rest stays f32
+        const std::vector<double> want =
+            (type == "f16" && converted ? loom::ops::cast(loom::ops::cast(t, loom::DType::f16), loom::DType::f32) : t).to_vector();
+        const std::vector<double> got = w.state.at(name).to_vector();
+        ASSERT_EQ(got.size(), want.size()) << name;
+        double err = 0;
+        for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::abs(got[i] - want[i]));
+        // q8_0: |x| of these weights stays under 0.1, so a step d = max|x|/127 is under 8e-4.
+        EXPECT_LE(err, type == "q8_0" && converted ? 4e-4 : 0.0) << name;
+      }
+    }
+  }
+  expect_one_error(run_loom("convert --from gguf:" + (d / "none.gguf") + " --to hf:" + (d / "x")), {"none.gguf"}, "missing file");
+  expect_one_error(run_loom("convert --from hf:" + (d / "x") + " --to gguf:" + (d / "x.gguf")), {"--to", "must be llmc:FILE or hf:DIR"},
+                   "gguf is no --to of convert");
 }
