@@ -267,7 +267,10 @@ std::vector<uint8_t> encode(const Tensor& values, TensorType type) {
         for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
         const float d = amax / 127, id = d != 0 ? 1.0f / d : 0.0f;
         store(o, f32_to_f16(d).bits);
-        for (int j = 0; j < 32; ++j) o[2 + j] = uint8_t(int8_t(std::roundf(xb[j] * id)));
+        for (int j = 0; j < 32; ++j) {
+          const float q = std::roundf(xb[j] * id);  // within ±127 for finite values; NaN and ±inf (ggml: undefined) become 0
+          o[2 + j] = uint8_t(int8_t(q >= -127 && q <= 127 ? q : 0));
+        }
       }
       break;
   }
