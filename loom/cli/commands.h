@@ -32,5 +32,6 @@ Command add_convert(CLI::App& app);
 Command add_tokenizer(CLI::App& app);
 Command add_plot(CLI::App& app);
 Command add_merge(CLI::App& app);
+Command add_export(CLI::App& app);
 
 }  // namespace loom::cli

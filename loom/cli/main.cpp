@@ -1,4 +1,4 @@
-// `loom`: one command for training, data preparation, generation, evaluation, conversion and tokenizers.
+// `loom`: one command for training, data preparation, generation, evaluation, conversion, export to llama.cpp and tokenizers.
 // Exit codes: 0 ok, 2 bad input (loom::Error: config, data, checkpoint, arguments), 3 a distributed
 // failure or timeout, 1 a bug. Under mpirun every rank runs this; an error on one ends the job.
 #include <cstdio>
@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::vector<loom::cli::Command> commands;
   for (auto add : {loom::cli::add_train, loom::cli::add_sft, loom::cli::add_prepare, loom::cli::add_generate, loom::cli::add_eval, loom::cli::add_convert, loom::cli::add_tokenizer,
-                    loom::cli::add_plot, loom::cli::add_merge})
+                    loom::cli::add_plot, loom::cli::add_merge, loom::cli::add_export})
     commands.push_back(add(app));
   std::string known;
   bool found = false;

@@ -1,9 +1,12 @@
-// Atomic file writes, whole-file reads and strict JSON parsing.
+// Atomic file writes, whole-file reads and maps, and strict JSON parsing.
 #include "loom/io/file_util.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -57,6 +60,26 @@ void AtomicFile::commit() {
     ::unlink(tmp_.c_str());
     throw Error(fmt::format("io: cannot move {} to {}: {}", tmp_.string(), path_.string(), why));
   }
+}
+
+std::shared_ptr<Storage> map_file(const fs::path& path, std::string_view what, size_t min_bytes, std::string_view header) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  LOOM_CHECK(fd >= 0, "{}: cannot open {}: {}", what, path.string(), std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(fmt::format("{}: {} is not a regular file", what, path.string()));
+  }
+  const size_t size = size_t(st.st_size);
+  if (size < std::max<size_t>(min_bytes, 1)) {
+    ::close(fd);
+    throw Error(fmt::format("{}: {}: file is {} bytes, shorter than the {}", what, path.string(), size, header));
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int err = errno;
+  ::close(fd);
+  LOOM_CHECK(p != MAP_FAILED, "{}: cannot map {}: {}", what, path.string(), std::strerror(err));
+  return Storage::wrap(p, size, [p, size] { ::munmap(p, size); });
 }
 
 std::string read_text_file(const fs::path& path) {

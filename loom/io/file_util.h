@@ -1,15 +1,18 @@
 // File helpers shared by the weight readers and writers: all-or-nothing file writes
 // (`path.tmp.<pid>` then rename, so a failed write never touches a good file), whole-file
-// reads and strict JSON parsing (duplicate keys rejected) with messages that name the file.
+// reads and copy-on-write maps, and strict JSON parsing (duplicate keys rejected) with messages that name the file.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+
+#include "loom/core/storage.h"
 
 namespace loom::io {
 
@@ -32,6 +35,11 @@ class AtomicFile {
   std::filesystem::path path_, tmp_;
   int fd_ = -1;
 };
+
+// The whole of `path` mapped private and writable (copy-on-write: writes never reach the file),
+// unmapped with the last tensor over it. Errors start with `what`; a file shorter than min_bytes
+// (at least 1) is one, naming `header` ("8-byte header size").
+std::shared_ptr<Storage> map_file(const std::filesystem::path& path, std::string_view what, size_t min_bytes, std::string_view header);
 
 std::string read_text_file(const std::filesystem::path& path);
 // Parses `text`; throws naming `where` on a syntax error or a key repeated within one object.

@@ -2,14 +2,8 @@
 // sharded-directory reader.
 #include "loom/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -129,32 +123,11 @@ std::vector<Entry> parse_header(const std::string& where, const json& header, ui
   return entries;
 }
 
-// The whole file mapped private and writable (copy-on-write), released with the last tensor.
-std::shared_ptr<Storage> map_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  LOOM_CHECK(fd >= 0, "safetensors: cannot open {}: {}", path.string(), std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(fmt::format("safetensors: {} is not a regular file", path.string()));
-  }
-  const size_t size = size_t(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    throw Error(fmt::format("safetensors: {}: file is {} bytes, shorter than the 8-byte header size", path.string(), size));
-  }
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  const int err = errno;
-  ::close(fd);
-  LOOM_CHECK(p != MAP_FAILED, "safetensors: cannot map {}: {}", path.string(), std::strerror(err));
-  return Storage::wrap(p, size, [p, size] { ::munmap(p, size); });
-}
-
 }  // namespace
 
 TensorMap read_safetensors(const fs::path& path, Metadata* metadata) {
   const std::string where = "safetensors: " + path.string();
-  std::shared_ptr<Storage> file = map_file(path);
+  std::shared_ptr<Storage> file = map_file(path, "safetensors", 8, "8-byte header size");
   const auto* bytes = static_cast<const char*>(file->data());
   const uint64_t size = file->nbytes();
   uint64_t n = 0;

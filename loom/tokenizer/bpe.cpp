@@ -448,4 +448,6 @@ std::span<const Tokenizer::Merge> Tokenizer::merges() const { return m_->merges;
 
 const Pipeline& Tokenizer::pipeline() const { return *m_->pipe; }
 
+const BpeOptions& Tokenizer::options() const { return m_->opt; }
+
 }  // namespace loom::tokenizer

@@ -94,6 +94,7 @@ class Tokenizer {
   bool is_special(int32_t id) const;  // an added token marked special (not text: skip_special_tokens drops it)
   const Pipeline& pipeline() const;
   std::span<const Merge> merges() const;
+  const BpeOptions& options() const;
 
  private:
   struct Model;

@@ -364,6 +364,28 @@ bool Pipeline::byte_level_decoder_only() const {
   return decoders_.size() == 1 && decoders_[0].kind == Decoder::Kind::byte_level;
 }
 
+std::optional<std::vector<std::string>> Pipeline::byte_level_splits() const {
+  const bool nfc_at_most = normalizers_.empty() || (normalizers_.size() == 1 && normalizers_[0].kind == Normalizer::Kind::nfc);
+  if (!nfc_at_most || pre_tokenizers_.size() < 2) return std::nullopt;
+  const PreTokenizer& last = pre_tokenizers_.back();
+  if (last.kind != PreTokenizer::Kind::byte_level || last.use_regex || last.flag) return std::nullopt;
+  std::vector<std::string> patterns;
+  for (size_t i = 0; i + 1 < pre_tokenizers_.size(); ++i) {
+    const PreTokenizer& p = pre_tokenizers_[i];
+    if (p.kind != PreTokenizer::Kind::split || p.behavior != Behavior::isolated || p.invert || !p.pattern) return std::nullopt;
+    patterns.push_back(p.pattern->source());
+  }
+  return patterns;
+}
+
+bool Pipeline::sentencepiece() const {
+  using K = Normalizer::Kind;
+  const std::string_view space = "\u2581";
+  return pre_tokenizers_.empty() && normalizers_.size() == 2 && normalizers_[0].kind == K::prepend && normalizers_[0].text == space &&
+         normalizers_[1].kind == K::replace && normalizers_[1].text == space &&
+         (normalizers_[1].pattern->source() == " " || normalizers_[1].pattern->source() == "\\ ");
+}
+
 std::string Pipeline::normalize(std::string_view text) const {
   std::string s(text);
   using K = Normalizer::Kind;

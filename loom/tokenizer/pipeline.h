@@ -35,6 +35,14 @@ class Pipeline {
   std::optional<Spaces> gpt2_spaces() const;
   // The decoder is ByteLevel alone: decoding is concatenating the tokens' bytes.
   bool byte_level_decoder_only() const;
+  // The patterns of a pre-tokenizer made of regex Splits (Isolated, not inverted) and then
+  // ByteLevel without its regex or a prefix space, under no normalizer or NFC alone: how
+  // LLaMA-3's, Qwen2's and other byte-level tokenizers split text (llama.cpp knows them by these
+  // patterns). nullopt for any other pipeline.
+  std::optional<std::vector<std::string>> byte_level_splits() const;
+  // SentencePiece's layout as tokenizer.json writes it (LLaMA-2, Mistral 7B): the normalizers
+  // Prepend "▁" and Replace " " with "▁", and no pre-tokenizer.
+  bool sentencepiece() const;
   bool has_normalizer() const { return !normalizers_.empty(); }
 
   // Normalizes valid UTF-8 text.

@@ -87,7 +87,7 @@ struct Regex::Code {
   }
 };
 
-Regex::Regex(std::string_view given, std::string_view where) : where_(where) {
+Regex::Regex(std::string_view given, std::string_view where) : where_(where), source_(given) {
   int err = 0;
   PCRE2_SIZE offset = 0;
   auto c = std::make_shared<Code>();

@@ -23,11 +23,13 @@ class Regex {
   // The non-empty matches in `text` (valid UTF-8), left to right, each search starting where
   // the last match ended; an empty match is stepped over by one character.
   std::vector<Match> find_all(std::string_view text) const;
+  // The pattern as given (a literal's: quoted).
+  const std::string& source() const { return source_; }
 
  private:
   struct Code;
   std::shared_ptr<const Code> code_;
-  std::string where_;
+  std::string where_, source_;
 };
 
 }  // namespace loom::tokenizer

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -66,6 +67,19 @@ inline std::string bytes_of(const Tensor& t) {
   EXPECT_TRUE(t.is_contiguous());
   return std::string(static_cast<const char*>(t.raw_data()), t.nbytes());
 }
+
+// Runs `python tests/io/<script> <args>` (args as the shell reads them); returns its exit status
+// and appends its output (stderr too) to out.
+inline int run_python(const std::string& script, const std::string& args, std::string& out) {
+  const std::string cmd = std::string("'") + LOOM_PYTHON + "' '" + LOOM_SOURCE_DIR + "/tests/io/" + script + "' " + args + " 2>&1";
+  std::FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  return ::pclose(pipe);
+}
+inline bool python_available() { return fs::exists(LOOM_PYTHON); }
 
 // Runs f, expecting a loom::Error whose message contains every fragment.
 template <typename F>

@@ -3,8 +3,6 @@
 // writes, Python reads; both compare with the same reference values.
 #include <gtest/gtest.h>
 
-#include <cstdio>
-
 #include "io_testing.h"
 #include "loom/io/safetensors.h"
 
@@ -14,16 +12,9 @@ using namespace loom::io_testing;
 
 namespace {
 
-// Runs the reference script; returns its exit status and fills out with its output.
-int run_python(const std::string& mode, const fs::path& file, std::string& out) {
-  const std::string cmd =
-      fmt::format("'{}' '{}/tests/io/safetensors_reference.py' {} '{}' 2>&1", LOOM_PYTHON, LOOM_SOURCE_DIR, mode, file.string());
-  std::FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  return ::pclose(pipe);
+// Runs the reference script in `mode` on `file`.
+int run_reference(const std::string& mode, const fs::path& file, std::string& out) {
+  return run_python("safetensors_reference.py", mode + " '" + file.string() + "'", out);
 }
 
 // The values the script uses: value(k) = 0.75 k - 2 (floats), 7 k - 5 (ints), 7 k + 1 (U8).
@@ -41,15 +32,13 @@ TensorMap reference() {
   return out;
 }
 
-bool python_available() { return fs::exists(LOOM_PYTHON); }
-
 }  // namespace
 
 TEST(TorchCrossCheck, LoomReadsAFileWrittenByPython) {
   if (!python_available()) GTEST_SKIP() << LOOM_PYTHON << " not found";
   TempDir dir;
   std::string out;
-  ASSERT_EQ(run_python("write", dir / "py.safetensors", out), 0) << out;
+  ASSERT_EQ(run_reference("write", dir / "py.safetensors", out), 0) << out;
   Metadata meta;
   TensorMap got = read_safetensors(dir / "py.safetensors", &meta);
   EXPECT_EQ(meta, (Metadata{{"source", "torch"}, {"format", "pt"}}));
@@ -69,6 +58,6 @@ TEST(TorchCrossCheck, PythonReadsAFileWrittenByLoom) {
   TempDir dir;
   write_safetensors(dir / "loom.safetensors", reference(), {{"source", "torch"}, {"format", "pt"}});
   std::string out;
-  EXPECT_EQ(run_python("check", dir / "loom.safetensors", out), 0) << out;
+  EXPECT_EQ(run_reference("check", dir / "loom.safetensors", out), 0) << out;
   EXPECT_NE(out.find("ok 9 tensors"), std::string::npos) << out;
 }
