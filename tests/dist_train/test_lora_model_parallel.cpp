@@ -3,9 +3,9 @@
 // relative, and the PEFT adapter that rank 0 writes, whole, within 2e-5 of one process's. A
 // 4-layer LLaMA-GQA with LoRA on every linear (A split over a row-parallel base, B over a
 // column-parallel one) and dropout at tp 2 (with and without sequence parallelism), pp 2 (1F1B
-// with recompute, interleaved) and dp 2 × tp 2; a one-process checkpoint resumes under tp 2 and a
-// tp 2 one in one process. QLoRA (NF4) at tp 2 and pp 2. training.trainable at tp 2 and pp 2,
-// where the first stage holds nothing that trains.
+// with recompute, interleaved), dp 2 × tp 2 (ZeRO-1) and dp 2 × pp 2 (ZeRO-3); a one-process
+// checkpoint resumes under tp 2 and a tp 2 one in one process. QLoRA (NF4) at tp 2 and pp 2.
+// training.trainable at tp 2 and pp 2, where the first stage holds nothing that trains.
 #include "train_util.h"
 
 namespace {
@@ -49,7 +49,8 @@ TEST(LoraModelParallel, TensorAndPipelineParallelismMatchOneProcess) {
                                   {"tp2_sp_zero2", {2, 2, 4, 1, 2}, "--parallel.sequence_parallel=true"},
                                   {"pp2_1f1b_recompute", {2, 0, 1, 4, 1, 2}, "--parallel.schedule=1f1b --training.recompute=blocks"},
                                   {"pp2_interleaved_zero1", {2, 1, 1, 4, 1, 2}, "--parallel.schedule=interleaved --parallel.virtual_stages=2"},
-                                  {"dp2_tp2_zero1", {4, 1, 2, 1, 2}, ""}},
+                                  {"dp2_tp2_zero1", {4, 1, 2, 1, 2}, ""},
+                                  {"dp2_pp2_zero3", {4, 3, 1, 2, 1, 2}, "--parallel.schedule=gpipe"}},
                                  true);
   const auto config = nlohmann::json::parse(io::read_text_file(d / "tp2/step_00000020/adapter_config.json"));
   EXPECT_EQ(config["target_modules"], nlohmann::json({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
