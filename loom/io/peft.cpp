@@ -25,20 +25,25 @@ std::string peft_name(const std::map<std::string, std::string>& hf, const std::s
 
 }  // namespace
 
-void save_adapter(const fs::path& dir, const nn::TransformerLM& model, const nn::LoraConfig& cfg, const std::string& base,
-                  const WholeTensorFn& whole) {
-  const std::map<std::string, std::string> hf = nn::hf_module_paths(model.config());
+void save_adapter(const fs::path& dir, const models::ModelConfig& c, const std::map<std::string, Tensor>& lora, const nn::LoraConfig& cfg,
+                  const std::string& base) {
+  const std::map<std::string, std::string> hf = nn::hf_module_paths(c);
   TensorMap tensors;
   std::vector<std::string> targets;
-  for (const auto& [path, m] : model.named_modules()) {
-    auto lora = std::dynamic_pointer_cast<nn::LoraLinear>(m);
-    if (!lora) continue;
-    for (const auto& [ab, w] : {std::pair{"A", lora->lora_A->weight}, std::pair{"B", lora->lora_B->weight}})
-      tensors[peft_name(hf, path, ab)] = whole ? whole(path + ".lora_" + ab + ".weight") : ops::contiguous(w.detach());
+  size_t used = 0;
+  for (const auto& [path, m] : nn::TransformerLM(c, true).named_modules()) {  // in the model's order (deferred: no memory)
+    const auto a = lora.find(path + ".lora_A.weight"), b = lora.find(path + ".lora_B.weight");
+    if (a == lora.end() && b == lora.end()) continue;
+    LOOM_CHECK(a != lora.end() && b != lora.end() && hf.count(path), "save_adapter: {} needs both lora_A and lora_B", path);
+    tensors[peft_name(hf, path, "A")] = ops::contiguous(a->second.detach());
+    tensors[peft_name(hf, path, "B")] = ops::contiguous(b->second.detach());
+    used += 2;
     const std::string& h = hf.at(path);
     const std::string name = h.substr(h.rfind('.') + 1);
     if (std::find(targets.begin(), targets.end(), name) == targets.end()) targets.push_back(name);
   }
+  LOOM_CHECK(used == lora.size(), "save_adapter: {} of the {} tensors are no LoRA matrices of the model's linears", lora.size() - used,
+             lora.size());
   LOOM_CHECK(!tensors.empty(), "save_adapter: the model has no LoRA modules");
   fs::create_directories(dir);
   write_safetensors(dir / "adapter_model.safetensors", tensors);
@@ -50,12 +55,22 @@ void save_adapter(const fs::path& dir, const nn::TransformerLM& model, const nn:
                        {"target_modules", targets},
                        {"use_rslora", cfg.rslora},
                        {"bias", "none"},
-                       {"fan_in_fan_out", model.config().family == "gpt2"},
+                       {"fan_in_fan_out", c.family == "gpt2"},
                        {"base_model_name_or_path", base},
                        {"inference_mode", true}};
   AtomicFile f(dir / "adapter_config.json");
   f.write(config.dump(2) + "\n");
   f.commit();
+}
+
+void save_adapter(const fs::path& dir, const nn::TransformerLM& model, const nn::LoraConfig& cfg, const std::string& base) {
+  std::map<std::string, Tensor> lora;
+  for (const auto& [path, m] : model.named_modules())
+    if (auto l = std::dynamic_pointer_cast<nn::LoraLinear>(m)) {
+      lora[path + ".lora_A.weight"] = l->lora_A->weight;
+      lora[path + ".lora_B.weight"] = l->lora_B->weight;
+    }
+  save_adapter(dir, model.config(), lora, cfg, base);
 }
 
 nn::LoraConfig read_adapter_config(const fs::path& dir) {

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <filesystem>
-#include <functional>
+#include <map>
 #include <string>
 
 #include "loom/nn/lora.h"
@@ -12,13 +12,14 @@
 namespace loom::io {
 
 // Writes `dir`/adapter_model.safetensors and adapter_config.json (each atomically) for the
-// LoraLinear modules of `model`. base: the base model's name or path for the config. whole(name)
-// gives the whole tensor of the adapter parameter `name` (Loom's name) where the model holds only
-// part of it (ZeRO-3, tensor parallelism: read back from a training checkpoint); null: the
-// model's own tensors.
-using WholeTensorFn = std::function<Tensor(const std::string& name)>;
-void save_adapter(const std::filesystem::path& dir, const nn::TransformerLM& model, const nn::LoraConfig& cfg,
-                  const std::string& base, const WholeTensorFn& whole = nullptr);
+// adapter tensors `lora` of a TransformerLM(c), whole and by Loom's names (`<path>.lora_A.weight`
+// (r, in), `<path>.lora_B.weight` (out, r); a model that holds only part of them — ZeRO-3, tensor
+// or pipeline parallelism — reads them back from a training checkpoint). base: the base model's
+// name or path for the config.
+void save_adapter(const std::filesystem::path& dir, const models::ModelConfig& c, const std::map<std::string, Tensor>& lora,
+                  const nn::LoraConfig& cfg, const std::string& base);
+// The same for the LoraLinear modules of `model`, whole in this process.
+void save_adapter(const std::filesystem::path& dir, const nn::TransformerLM& model, const nn::LoraConfig& cfg, const std::string& base);
 // The LoRA settings of `dir`/adapter_config.json; an error naming the file and field for what Loom
 // cannot run (another peft_type, biases).
 nn::LoraConfig read_adapter_config(const std::filesystem::path& dir);

@@ -19,11 +19,20 @@ class Weight : public Linear {
   explicit Weight(Tensor w) : Linear(std::move(w), Tensor()) {}
 };
 
-// The base's parameter `name` ("weight", "bias"), or none where the base registers none (a quantised base).
-Tensor parameter_of(const Linear& base, const std::string& name) {
-  for (auto& [n, p] : base.named_parameters())
-    if (n == name) return p;
-  return Tensor();
+// cfg's rank, once cfg is checked.
+int64_t checked_rank(const LoraConfig& cfg) {
+  LOOM_CHECK(cfg.r > 0, "lora.r must be positive, got {}", cfg.r);
+  LOOM_CHECK(cfg.dropout >= 0 && cfg.dropout < 1, "lora.dropout must be in [0, 1), got {}", cfg.dropout);
+  return cfg.r;
+}
+
+// PEFT's initial A ~ U(±1/√in) (kaiming_uniform_(a=√5)) from seed's stream, and B = 0.
+std::shared_ptr<Linear> initial_A(const Linear& base, const LoraConfig& cfg, uint64_t seed) {
+  const double bound = 1.0 / std::sqrt(double(base.weight.size(1)));
+  return std::make_shared<Weight>(rand({checked_rank(cfg), base.weight.size(1)}, RngKey{seed, 0}, -bound, bound));
+}
+std::shared_ptr<Linear> initial_B(const Linear& base, const LoraConfig& cfg) {
+  return std::make_shared<Weight>(Tensor::full({base.weight.size(0), checked_rank(cfg)}, 0.0));
 }
 
 bool is_lora_tensor(const std::string& name) { return name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight"); }
@@ -44,24 +53,29 @@ double LoraConfig::scale() const { return rslora ? alpha / std::sqrt(double(r)) 
 
 LoraLinear::LoraLinear(std::shared_ptr<Linear> b, const LoraConfig& cfg, uint64_t seed)
     // The dropout stream: another Philox key than A's (seed XOR the golden ratio's 64 bits).
-    : Linear(parameter_of(*b, "weight"), parameter_of(*b, "bias")), base(std::move(b)), scale(cfg.scale()), dropout(cfg.dropout),
-      dropout_seed(seed ^ 0x9E3779B97F4A7C15ull) {
+    : LoraLinear(b, initial_A(*b, cfg, seed), initial_B(*b, cfg), cfg.scale(), cfg.dropout, seed ^ 0x9E3779B97F4A7C15ull, b->weight.size(1), 0) {}
+
+LoraLinear::LoraLinear(std::shared_ptr<Linear> b, std::shared_ptr<Linear> A, std::shared_ptr<Linear> B, const LoraLinear& like,
+                       int64_t in_whole, int64_t in_offset)
+    : LoraLinear(std::move(b), std::move(A), std::move(B), like.scale, like.dropout, like.dropout_seed, in_whole, in_offset) {
+  first_sequence = like.first_sequence;
+}
+
+LoraLinear::LoraLinear(std::shared_ptr<Linear> b, std::shared_ptr<Linear> A, std::shared_ptr<Linear> B, double scale, double dropout,
+                       uint64_t dropout_seed, int64_t in_whole, int64_t in_offset)
+    : Linear(b->parameter("weight"), b->parameter("bias")), base(std::move(b)), scale(scale), dropout(dropout), dropout_seed(dropout_seed),
+      in_whole(in_whole), in_offset(in_offset) {
   weight = base->weight;  // also a base's that is no parameter: a quantised weight's shape, its bias
   bias = base->bias;
-  LOOM_CHECK(cfg.r > 0, "lora.r must be positive, got {}", cfg.r);
-  LOOM_CHECK(cfg.dropout >= 0 && cfg.dropout < 1, "lora.dropout must be in [0, 1), got {}", cfg.dropout);
-  const Shape& w = base->weight.shape();
-  const int64_t out = w[0], in = w[1];
-  const double bound = 1.0 / std::sqrt(double(in));  // kaiming_uniform_(a=√5)
-  register_module("lora_A", lora_A, std::shared_ptr<Linear>(std::make_shared<Weight>(rand({cfg.r, in}, RngKey{seed, 0}, -bound, bound))));
-  register_module("lora_B", lora_B, std::shared_ptr<Linear>(std::make_shared<Weight>(Tensor::full({out, cfg.r}, 0.0))));
+  register_module("lora_A", lora_A, std::move(A));
+  register_module("lora_B", lora_B, std::move(B));
 }
 
 Tensor LoraLinear::forward(const Tensor& x) const {
   Tensor dropped = x;
   if (first_sequence && dropout > 0) {
-    const uint64_t row = uint64_t(x.numel() / x.size(0));
-    dropped = ops::dropout(x, dropout, RngKey{dropout_seed, uint64_t(*first_sequence) * row});
+    const uint64_t row = uint64_t(x.numel() / x.size(0) / x.size(-1) * in_whole);  // a sequence's elements in the whole input
+    dropped = ops::dropout(x, dropout, RngKey{dropout_seed, uint64_t(*first_sequence) * row}, in_whole, in_offset);
   }
   return ops::add(base->forward(x), ops::mul(lora_B->forward(lora_A->forward(dropped)), scale));
 }

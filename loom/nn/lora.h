@@ -32,10 +32,16 @@ class LoraLinear : public Linear {
   // base registers them); A drawn from `seed`'s stream, the dropout masks from a stream of their
   // own derived from `seed`.
   LoraLinear(std::shared_ptr<Linear> base, const LoraConfig& cfg, uint64_t seed);
+  // The adapter `like` (its scale, dropout, masks' stream and position) over other parts: a
+  // tensor-parallel rank's part of the base, of A and of B (tensor_parallel.h), whose input is
+  // columns [in_offset, in_offset + base's in) of the adapted layer's in_whole input features.
+  LoraLinear(std::shared_ptr<Linear> base, std::shared_ptr<Linear> A, std::shared_ptr<Linear> B, const LoraLinear& like, int64_t in_whole,
+             int64_t in_offset);
   // W x + s · B A dropout(x), x of shape (sequences, ...). Dropout acts only while
   // `first_sequence` is set (a training forward, see set_lora_dropout): element e of row b's input
   // is kept, times 1 / (1 - p), when the uniform at (dropout_seed, (first_sequence + b) · n + e)
-  // is below 1 - p, n being the elements of a row; otherwise (evaluation, generation) y = W x + s · B A x.
+  // is below 1 - p, n being the elements of a row and e counted in the whole input (in_whole
+  // features, this part's at in_offset); otherwise (evaluation, generation) y = W x + s · B A x.
   Tensor forward(const Tensor& x) const override;
   // W + s · B A, W the base's dense weight (dequantised for a quantised base): merging.
   Tensor dense_weight() const override;
@@ -43,7 +49,12 @@ class LoraLinear : public Linear {
   std::shared_ptr<Linear> base, lora_A, lora_B;
   double scale, dropout;
   uint64_t dropout_seed;
+  int64_t in_whole, in_offset;
   std::optional<int64_t> first_sequence;
+
+ private:
+  LoraLinear(std::shared_ptr<Linear> base, std::shared_ptr<Linear> A, std::shared_ptr<Linear> B, double scale, double dropout,
+             uint64_t dropout_seed, int64_t in_whole, int64_t in_offset);
 };
 
 // The Hugging Face module path of each Linear of TransformerLM(c), as PEFT names the modules of

@@ -12,16 +12,24 @@ Tensor& Module::register_parameter(const std::string& name, Tensor t) {
   return params_.back().second;
 }
 
+Tensor Module::parameter(const std::string& name) const {
+  for (const auto& [n, t] : params_)
+    if (n == name) return t;
+  return Tensor();
+}
+
 void Module::collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const {
   for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
-  for (const Child& c : children_) c.module->collect(prefix + c.name + ".", out);
+  for (const Child& c : children_) c.module->collect(c.name.empty() ? prefix : prefix + c.name + ".", out);
 }
 
 std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() const {
+  // Paths joined with dots; a child of no name (in its parent's place) adds nothing to the path.
+  auto join = [](const std::string& a, const std::string& b) { return a.empty() || b.empty() ? a + b : a + "." + b; };
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
   for (const Child& c : children_) {
     out.emplace_back(c.name, c.module);
-    for (auto& [path, m] : c.module->named_modules()) out.emplace_back(c.name + "." + path, std::move(m));
+    for (auto& [path, m] : c.module->named_modules()) out.emplace_back(join(c.name, path), std::move(m));
   }
   return out;
 }
@@ -30,10 +38,16 @@ std::pair<Module*, size_t> Module::locate(const std::string& path) const {
   const Module* parent = this;
   std::string rest = path;  // the path below parent
   for (;;) {
-    const Child* found = nullptr;
+    const Child *found = nullptr, *inner = nullptr;
     for (const Child& c : parent->children_)
-      if (rest == c.name || (rest.size() > c.name.size() && rest.compare(0, c.name.size(), c.name) == 0 && rest[c.name.size()] == '.'))
+      if (c.name.empty())
+        inner = &c;
+      else if (rest == c.name || (rest.size() > c.name.size() && rest.compare(0, c.name.size(), c.name) == 0 && rest[c.name.size()] == '.'))
         found = &c;
+    if (!found && inner) {  // the path goes on in the module standing in parent's place
+      parent = inner->module.get();
+      continue;
+    }
     LOOM_CHECK(found, "module: no module at '{}'", path);
     // Held by this module or one it owns.
     if (rest == found->name) return {const_cast<Module*>(parent), size_t(found - parent->children_.data())};

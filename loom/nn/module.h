@@ -29,6 +29,8 @@ class Module {
   void load_state_dict(const std::map<std::string, Tensor>& state);
   int64_t num_parameters() const;
   void zero_grad();
+  // This module's own parameter `name` ("weight"), or an undefined tensor if it registers none of that name.
+  Tensor parameter(const std::string& name) const;
 
   // Every module below this one with its dotted path ("layers.3.attn.wq"), parents first.
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules() const;
@@ -48,7 +50,10 @@ class Module {
   // A new parameter's value: filled with `value`, or deferred (no memory until init).
   static Tensor param(const Shape& shape, double value, bool defer) { return defer ? Tensor::deferred(shape) : Tensor::full(shape, value); }
   // Adds m as child `name` and stores it in `slot`, the parent's typed member (which must stay
-  // at its address: a member, or an element of a vector that is not resized afterwards).
+  // at its address: a member, or an element of a vector that is not resized afterwards). An empty
+  // name puts m in this module's own place (a wrapper around the module it computes with: a
+  // row-parallel linear around its rank's part): m's parameters and children are listed under
+  // this module's path, and named_modules() lists m at that path too, after this module.
   template <typename M> void register_module(const std::string& name, std::shared_ptr<M>& slot, std::shared_ptr<M> m) {
     slot = m;
     children_.push_back({name, std::move(m), [&slot](const std::shared_ptr<Module>& n) {

@@ -60,9 +60,14 @@ Tensor softmax_like(const Tensor& x_in, int64_t dim, const char* op, Fwd fwd, Bw
   return y;
 }
 
-// y = x * mask * scale with the mask drawn from (key, index); used by forward and backward.
-Tensor apply_dropout_mask(const Tensor& x_in, double p, RngKey key) {
+// y = x * mask * scale with the mask drawn from (key, index of the element in the whole); used by
+// forward and backward.
+Tensor apply_dropout_mask(const Tensor& x_in, double p, RngKey key, int64_t whole_cols, int64_t col_offset) {
   Tensor x = contiguous(x_in);
+  const int64_t cols = x.ndim() > 0 ? x.size(-1) : 1;
+  if (whole_cols == 0) whole_cols = cols;
+  LOOM_CHECK(col_offset >= 0 && col_offset + cols <= whole_cols, "dropout: columns [{}, {}) are outside rows of {}", col_offset,
+             col_offset + cols, whole_cols);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   const float keep_below = float(1.0 - p);  // uniform u in [0,1) keeps the element when u < 1-p
   dispatch_float(x.dtype(), "dropout", [&](auto tag) {
@@ -72,7 +77,10 @@ Tensor apply_dropout_mask(const Tensor& x_in, double p, RngKey key) {
     const T scale = T(1.0 / (1.0 - p));
     const int64_t n = x.numel();
 #pragma omp parallel for if (n > 16384)
-    for (int64_t i = 0; i < n; ++i) py[i] = uniform_at(key.seed, key.offset + uint64_t(i)) < keep_below ? px[i] * scale : T(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint64_t at = uint64_t(i / cols * whole_cols + col_offset + i % cols);
+      py[i] = uniform_at(key.seed, key.offset + at) < keep_below ? px[i] * scale : T(0);
+    }
   });
   return y;
 }
@@ -120,12 +128,14 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
                       [](auto* y, auto* g, auto* d, int64_t n, int64_t c) { cpu::log_softmax_backward(y, g, d, n, c); });
 }
 
-Tensor dropout(const Tensor& x, double p, RngKey key) {
+Tensor dropout(const Tensor& x, double p, RngKey key, int64_t whole_cols, int64_t col_offset) {
   LOOM_CHECK(p >= 0.0 && p < 1.0, "dropout: probability {} must be in [0, 1)", p);
   if (p == 0.0) return x;
-  if (is_half(x.dtype())) return cast(dropout(cast(x, DType::f32), p, key), x.dtype());
-  Tensor y = apply_dropout_mask(x.detach(), p, key);
-  attach(y, "dropout", {x}, [p, key](const Tensor& g) { return std::vector<Tensor>{apply_dropout_mask(g, p, key)}; });
+  if (is_half(x.dtype())) return cast(dropout(cast(x, DType::f32), p, key, whole_cols, col_offset), x.dtype());
+  Tensor y = apply_dropout_mask(x.detach(), p, key, whole_cols, col_offset);
+  attach(y, "dropout", {x}, [p, key, whole_cols, col_offset](const Tensor& g) {
+    return std::vector<Tensor>{apply_dropout_mask(g, p, key, whole_cols, col_offset)};
+  });
   return y;
 }
 

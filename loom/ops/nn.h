@@ -20,8 +20,11 @@ Tensor swiglu(const Tensor& gate, const Tensor& up);
 Tensor softmax(const Tensor& x, int64_t dim = -1);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // Zeroes each element with probability p and scales the rest by 1/(1-p). The mask is a pure
-// function of key and the element index (recomputed in backward, never stored).
-Tensor dropout(const Tensor& x, double p, RngKey key);
+// function of key and the element index (recomputed in backward, never stored). With whole_cols,
+// x's last dim holds columns [col_offset, col_offset + n) of rows of whole_cols (a
+// tensor-parallel rank's features): element (i, c) takes the mask of element (i, col_offset + c)
+// of the whole.
+Tensor dropout(const Tensor& x, double p, RngKey key, int64_t whole_cols = 0, int64_t col_offset = 0);
 
 enum class Reduction { mean, sum, none };
 // logits: (..., Vp), targets: (...) integer. Only the first num_classes columns take part

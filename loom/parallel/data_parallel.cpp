@@ -16,12 +16,13 @@ namespace loom::parallel {
 namespace {
 
 // Frozen parameters (LoRA's base, training.trainable's complement) get no gradient buffer, no
-// optimizer state, no bucket or ZeRO unit, and no place in the optimizer's checkpoint state.
+// optimizer state, no bucket or ZeRO unit, and no place in the optimizer's checkpoint state. A
+// pipeline stage may hold none that train: it has nothing to update, and takes part in the
+// collectives all the same.
 std::vector<std::pair<std::string, Tensor>> trainable_parameters(const nn::Module& model) {
   std::vector<std::pair<std::string, Tensor>> out;
   for (auto& [name, p] : model.named_parameters())
     if (p.requires_grad()) out.emplace_back(name, p);
-  LOOM_CHECK(!out.empty(), "data parallel: the model has no trainable parameters");
   return out;
 }
 
@@ -64,7 +65,7 @@ void DataParallel::backward(const Tensor& root, const Tensor& grad, bool sync, c
   for (const Tensor& p : scope) in_scope.insert(p.impl());
   for (size_t i = 0; i < named_.size(); ++i)
     if (!reached.count(named_[i].second.impl()) && (scope.empty() || in_scope.count(named_[i].second.impl()))) on_grad_ready(i);
-  root.backward(grad);
+  if (root.requires_grad()) root.backward(grad);  // not when nothing below it trains (a frozen first stage)
 }
 
 void DataParallel::finish() {

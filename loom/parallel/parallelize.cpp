@@ -28,15 +28,15 @@ std::unique_ptr<Parallelized> parallelize(nn::TransformerLM& model, const dist::
 }
 
 double Parallelized::forward_backward(const std::vector<data::Batch>& micro, double scale) {
+  // LoRA dropout acts in these forwards (and their recomputation in backward), and only here.
+  struct DropoutOff {
+    nn::TransformerLM& model;
+    ~DropoutOff() { nn::set_lora_dropout(model, std::nullopt); }
+  } off{model_};
   double loss = 0;
   if (pipeline_) {
     loss = pipeline_->step(micro, scale, *dp_);  // the micro-batches are the pipeline's
   } else {
-    // LoRA dropout acts in these forwards (and their recomputation in backward), and only here.
-    struct DropoutOff {
-      nn::TransformerLM& model;
-      ~DropoutOff() { nn::set_lora_dropout(model, std::nullopt); }
-    } off{model_};
     for (size_t i = 0; i < micro.size(); ++i) {
       nn::set_lora_dropout(model_, micro[i].first);
       dp_->before_forward();

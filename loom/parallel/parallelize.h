@@ -32,8 +32,8 @@ class Parallelized {
   // One step's forward and backward over this data-parallel rank's micro-batches, each one's
   // summed loss times scale, and the gradient reduction (DataParallel::finish). Returns the
   // scaled losses summed over the micro-batches (and the stages: every rank gets them). LoRA
-  // dropout is on for each micro-batch's forward at its Batch::first (not under a pipeline,
-  // where LoRA is refused) and off again on return.
+  // dropout is on at each micro-batch's Batch::first for its forward and backward (a pipeline
+  // sets it for each action of its schedule) and off again on return.
   double forward_backward(const std::vector<data::Batch>& micro, double scale);
   // Forward only: the batches' losses summed over their tokens (on every rank).
   double evaluate(const std::vector<data::Batch>& batches);

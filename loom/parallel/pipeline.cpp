@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "loom/autograd/function.h"
+#include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
 
@@ -152,6 +153,9 @@ double Pipeline::step(const std::vector<data::Batch>& micro, double scale, DataP
   double loss = 0;
   for (const PipelineAction& a : pipeline_schedule(options_.schedule, stages_, stage_, chunks_, m)) {
     const int k = global_chunk(a.chunk);
+    // LoRA dropout's position is that of the micro-batch this action runs (micro-batches
+    // interleave): a backward that recomputes the forward draws the forward's masks again.
+    nn::set_lora_dropout(model_, micro[size_t(a.micro)].first);
     if (a.forward) {
       dp.before_forward();
       Tensor input;

@@ -51,8 +51,9 @@ class Pipeline {
   // What data parallelism needs to know of the stages: the group, the tied embedding.
   void configure(DataParallelOptions& options) const;
   // Forward and backward of one step's micro-batches (of this data-parallel rank) by the
-  // schedule, each micro-batch's summed loss times scale. Returns the summed, scaled losses on
-  // the last stage, 0 elsewhere.
+  // schedule, each micro-batch's summed loss times scale. Each action sets LoRA dropout's position
+  // to its micro-batch's Batch::first (nn::set_lora_dropout; the caller clears it). Returns the
+  // summed, scaled losses on the last stage, 0 elsewhere.
   double step(const std::vector<data::Batch>& micro, double scale, DataParallel& dp);
   // Forward only: the batches' losses summed over their tokens on the last stage, 0 elsewhere.
   double evaluate(const std::vector<data::Batch>& batches, DataParallel& dp);

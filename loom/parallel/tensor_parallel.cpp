@@ -1,11 +1,15 @@
 // Column- and row-parallel linears and the plan that puts them into a TransformerLM.
 #include "loom/parallel/tensor_parallel.h"
 
+#include <set>
+
 #include "loom/autograd/function.h"
+#include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
 #include "loom/parallel/mappings.h"
 #include "loom/parallel/vocab_parallel.h"
+#include "loom/quant/linear.h"
 
 namespace loom::parallel {
 
@@ -22,6 +26,39 @@ void copy_slice(Tensor dst, const Tensor& src, int64_t dim, int64_t start) {
   if (!src.has_memory()) return;
   autograd::NoGradGuard no_grad;
   ops::copy_(dst, ops::narrow(src, dim, start, dst.size(dim)));
+}
+
+// The part of `whole` a row-parallel linear computes on this rank (RowParallelLinear's local):
+// its columns without the bias, a quantised base's block of them, or LoRA over the base's part
+// with A's columns and B whole (its gradient summed over the group), its dropout masks the whole
+// input's.
+std::shared_ptr<nn::Linear> row_local(const std::shared_ptr<nn::Linear>& whole, const std::shared_ptr<dist::Group>& group) {
+  const int64_t in = whole->weight.size(1), cols = shard(in, *group, "input features"), start = group->rank() * cols;
+  if (auto lora = std::dynamic_pointer_cast<nn::LoraLinear>(whole))
+    return std::make_shared<nn::LoraLinear>(row_local(lora->base, group), row_local(lora->lora_A, group),
+                                            std::make_shared<ColumnParallelLinear>(*lora->lora_B, group, group->size(), group), *lora, in, start);
+  if (auto q = std::dynamic_pointer_cast<nn::QuantizedLinear>(whole)) return q->block(1, start, cols);
+  auto local = std::make_shared<nn::Linear>(cols, whole->weight.size(0), false, !whole->weight.has_memory());
+  copy_slice(local->weight, whole->weight, 1, start);
+  return local;
+}
+
+// The column-parallel form of `whole` (block r / replicas of its rows): a ColumnParallelLinear,
+// a quantised base's block (frozen: no gradient to sum), or LoRA over the base's form with A whole
+// (a ColumnParallelLinear of as many replicas as ranks: its gradient is summed over the group) and
+// B split like the base.
+std::shared_ptr<nn::Linear> column_parallel(const std::shared_ptr<nn::Linear>& whole, const std::shared_ptr<dist::Group>& group, int replicas,
+                                            const std::shared_ptr<dist::Group>& replica_group) {
+  if (auto lora = std::dynamic_pointer_cast<nn::LoraLinear>(whole))
+    return std::make_shared<nn::LoraLinear>(column_parallel(lora->base, group, replicas, replica_group),
+                                            std::make_shared<ColumnParallelLinear>(*lora->lora_A, group, group->size(), group),
+                                            std::make_shared<ColumnParallelLinear>(*lora->lora_B, group, replicas, replica_group), *lora,
+                                            whole->weight.size(1), 0);
+  if (auto q = std::dynamic_pointer_cast<nn::QuantizedLinear>(whole)) {
+    const int64_t rows = shard(q->weight.size(0), *group, "output features", replicas);
+    return q->block(0, group->rank() / replicas * rows, rows);
+  }
+  return std::make_shared<ColumnParallelLinear>(*whole, group, replicas, replica_group);
 }
 
 }  // namespace
@@ -42,15 +79,16 @@ Tensor ColumnParallelLinear::forward(const Tensor& x) const {
   return ops::linear(x, copy_to(weight, replica_group_), bias.defined() ? copy_to(bias, replica_group_) : bias);
 }
 
-RowParallelLinear::RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel)
-    : nn::Linear(shard(whole.weight.size(1), *group, "input features"), whole.weight.size(0), whole.bias.defined(), !whole.weight.has_memory()),
-      group_(std::move(group)), sequence_parallel_(sequence_parallel) {
-  copy_slice(weight, whole.weight, 1, group_->rank() * weight.size(1));
-  if (bias.defined()) copy_slice(bias, whole.bias, 0, 0);
+RowParallelLinear::RowParallelLinear(std::shared_ptr<nn::Linear> local, const nn::Linear& whole, std::shared_ptr<dist::Group> group,
+                                     bool sequence_parallel)
+    : nn::Linear(Tensor(), whole.parameter("bias")), group_(std::move(group)), sequence_parallel_(sequence_parallel) {
+  weight = local->weight;  // the rank's columns, registered by local
+  bias = whole.bias;       // whole; a parameter where the whole registers it (not a quantised base's)
+  register_module("", local_, std::move(local));
 }
 
 Tensor RowParallelLinear::forward(const Tensor& x) const {
-  const Tensor partial = ops::linear(x, weight, Tensor());
+  const Tensor partial = local_->forward(x);
   if (!sequence_parallel_) {
     Tensor y = reduce_from(partial, group_);
     return bias.defined() ? ops::add(y, bias) : y;
@@ -90,21 +128,27 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   if (replicas == 1) shard(c.n_kv_head, *group, "kv heads");
   const std::shared_ptr<dist::Group> kv_group = replicas > 1 ? group->split(group->rank() / replicas, group->rank(), group->name() + ".kv") : nullptr;
   TensorParallelLayout layout{group, {}};
-  // Puts make(whole linear) at path and notes how its weight (and a column-parallel bias) split.
-  auto replace = [&](const std::string& path, auto make, int weight_dim, int reps) {
-    auto& whole = dynamic_cast<nn::Linear&>(*model.module_at(path));
-    const int64_t whole_rows = whole.weight.size(0), whole_cols = whole.weight.size(1);
-    const bool bias_split = whole.bias.defined() && weight_dim == 0;
+  // Module surgery makes new parameters, trainable: those frozen before stay frozen.
+  std::set<std::string> frozen;
+  for (const auto& [name, p] : model.named_parameters())
+    if (!p.requires_grad()) frozen.insert(name);
+  // Puts make(whole linear) at path and notes how its weight, a column-parallel bias and LoRA's
+  // matrix split like the weight (B over a column-parallel base, A over a row-parallel one) split.
+  auto replace = [&](const std::string& path, int dim, int reps, auto make) {
+    auto whole = std::dynamic_pointer_cast<nn::Linear>(model.module_at(path));
+    const TensorParallelLayout::Split split{dim, whole->weight.size(dim), reps};
+    layout.splits[path + ".weight"] = split;
+    if (whole->bias.defined() && dim == 0) layout.splits[path + ".bias"] = split;
+    if (std::dynamic_pointer_cast<nn::LoraLinear>(whole)) layout.splits[path + (dim == 0 ? ".lora_B.weight" : ".lora_A.weight")] = split;
     model.replace_module(path, make(whole));
-    layout.splits[path + ".weight"] = {weight_dim, weight_dim == 0 ? whole_rows : whole_cols, reps};
-    if (bias_split) layout.splits[path + ".bias"] = {0, whole_rows, reps};
   };
   auto column = [&](const std::string& path, int reps = 1) {
-    replace(path, [&](const nn::Linear& w) { return std::make_shared<ColumnParallelLinear>(w, group, reps, reps > 1 ? kv_group : nullptr); },
-            0, reps);
+    replace(path, 0, reps, [&](const std::shared_ptr<nn::Linear>& w) { return column_parallel(w, group, reps, reps > 1 ? kv_group : nullptr); });
   };
   auto row = [&](const std::string& path) {
-    replace(path, [&](const nn::Linear& w) { return std::make_shared<RowParallelLinear>(w, group, sequence_parallel); }, 1, 1);
+    replace(path, 1, 1, [&](const std::shared_ptr<nn::Linear>& w) {
+      return std::make_shared<RowParallelLinear>(row_local(w, group), *w, group, sequence_parallel);
+    });
   };
   // Norms stay whole (not in the layout); outer: those between the tensor-parallel regions.
   const TensorParallelNorm::Input outer = sequence_parallel ? TensorParallelNorm::Input::sequence : TensorParallelNorm::Input::whole;
@@ -131,6 +175,8 @@ TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::
   }
   norm("norm", outer);
   if (sequence_parallel && model.pos_emb) model.replace_module("pos_emb", std::make_shared<SequenceParallelPositions>(*model.pos_emb, group));
+  for (auto& [name, p] : model.named_parameters())
+    if (frozen.count(name)) p.set_requires_grad(false);
   return layout;
 }
 

@@ -42,16 +42,21 @@ class ColumnParallelLinear : public nn::Linear {
   std::shared_ptr<dist::Group> replica_group_;
 };
 
-// The rank's columns [r·in/n, (r+1)·in/n) of a whole linear's weight; the bias whole, added
-// once after the partial products are summed. Input sharded along its last dim, output
-// replicated — or, under sequence parallelism, reduce-scattered along the sequence (dim 1), the
-// bias added to each rank's positions and its gradient summed over the group.
+// The rank's columns [r·in/n, (r+1)·in/n) of a whole linear, computed by `local`, a linear of
+// their own without the bias: a copy of the whole's columns, a quantised block of them, or LoRA
+// over either (tensor_parallel.cpp). Its partial products (an adapter's joined to its base's) are
+// summed over the group, then the bias, whole, added once. Input sharded along its last dim,
+// output replicated — or, under sequence parallelism, reduce-scattered along the sequence (dim 1),
+// the bias added to each rank's positions and its gradient summed over the group. `local` stands
+// in this module's place (Module::register_module): its parameters keep the whole's names.
 class RowParallelLinear : public nn::Linear {
  public:
-  RowParallelLinear(const nn::Linear& whole, std::shared_ptr<dist::Group> group, bool sequence_parallel = false);
+  RowParallelLinear(std::shared_ptr<nn::Linear> local, const nn::Linear& whole, std::shared_ptr<dist::Group> group,
+                    bool sequence_parallel = false);
   Tensor forward(const Tensor& x) const override;
 
  private:
+  std::shared_ptr<nn::Linear> local_;
   std::shared_ptr<dist::Group> group_;
   bool sequence_parallel_;
 };
@@ -118,8 +123,15 @@ struct TensorParallelLayout {
 
 // Replaces every block's linears by their tensor-parallel forms over `group`, and the token
 // embedding and head by vocabulary-parallel ones (vocab_parallel.h). The model's weights must
-// already hold their whole values (each rank keeps its slice of them). Errors name the size that
-// does not divide: heads, kv heads (nor are they a divisor of the ranks), MLP width.
+// already hold their whole values (each rank keeps its slice of them), or none yet (deferred).
+// A quantised linear (QLoRA's base) keeps its block of the whole's codes. A LoRA linear keeps
+// its adapter split as Megatron splits it: over a column-parallel base, A (r, in) whole on every
+// rank (its gradient, each rank's from its own rows, summed over the group) and B (out/n, r)
+// split like the base; over a row-parallel base, A (r, in/n) split like the base and B (out, r)
+// whole (its gradient summed over the group), the adapter's partial sums joining the base's
+// before their reduction; its dropout masks are the whole input's. Parameters frozen before
+// (LoRA's base, training.trainable's complement) stay frozen. Errors name the size that does not
+// divide: heads, kv heads (nor are they a divisor of the ranks), MLP width.
 TensorParallelLayout apply_tensor_parallel(nn::TransformerLM& model, const std::shared_ptr<dist::Group>& group,
                                            bool sequence_parallel = false);
 

@@ -31,4 +31,10 @@ void check_quantized(const Tensor& t, DType dtype, int64_t numel, const char* wh
              "{} must be a contiguous {} tensor of {} elements", what, dtype_name(dtype), numel);
 }
 
+void check_block(const Shape& whole, const Shape& offset, const Shape& box, const char* op) {
+  LOOM_CHECK(whole.size() == 2 && offset.size() == 2 && box.size() == 2 && offset[0] >= 0 && offset[1] >= 0 && box[0] > 0 && box[1] > 0 &&
+                 offset[0] + box[0] <= whole[0] && offset[1] + box[1] <= whole[1],
+             "{}: block {} at {} is not inside the 2-D weight {}", op, box, offset, whole);
+}
+
 }  // namespace loom::quant

@@ -46,4 +46,17 @@ Tensor dequantize_int8(const Int8Weight& q) {
   return out;
 }
 
+Int8Weight int8_block(const Int8Weight& q, const Shape& offset, const Shape& box) {
+  check_block(q.shape, offset, box, "int8_block");
+  const int64_t cols = q.shape[1];
+  Int8Weight b{box, Tensor::empty({box[0] * box[1]}, DType::u8), Tensor::empty({box[0]})};
+  const uint8_t* codes = q.codes.data<uint8_t>();
+  for (int64_t i = 0; i < box[0]; ++i) {
+    const int64_t row = offset[0] + i;
+    std::copy_n(codes + row * cols + offset[1], box[1], b.codes.data<uint8_t>() + i * box[1]);
+    b.absmax.data<float>()[i] = q.absmax.data<float>()[row];
+  }
+  return b;
+}
+
 }  // namespace loom::quant

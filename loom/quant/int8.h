@@ -22,5 +22,9 @@ struct Int8Weight {
 Int8Weight quantize_int8(const Tensor& w);
 // f32 of q.shape.
 Tensor dequantize_int8(const Int8Weight& q);
+// Rows [offset[0], offset[0] + box[0]) × columns [offset[1], offset[1] + box[1]) of a 2-D q: their
+// codes and their rows' absmax, which dequantise to exactly that block of dequantize_int8(q) (a
+// tensor-parallel rank's part of a QLoRA base).
+Int8Weight int8_block(const Int8Weight& q, const Shape& offset, const Shape& box);
 
 }  // namespace loom::quant

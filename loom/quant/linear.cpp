@@ -5,11 +5,12 @@
 #include "loom/core/allocator.h"
 #include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
+#include "loom/ops/shape.h"
 
 namespace loom::nn {
 
-QuantizedLinear::QuantizedLinear(const Linear& base, std::function<Tensor()> dequantize)
-    : Linear(Tensor(), Tensor()), dequantize_(std::move(dequantize)) {
+QuantizedLinear::QuantizedLinear(const Linear& base, Dequantize dequantize, Cut cut)
+    : Linear(Tensor(), Tensor()), dequantize_(std::move(dequantize)), cut_(std::move(cut)) {
   LOOM_CHECK(base.weight.defined() && base.weight.ndim() == 2, "quantized linear: the base has no (out, in) weight");
   weight = Tensor::deferred(base.weight.shape());  // the shape only: the values live quantised
   if (base.bias.defined()) {
@@ -17,6 +18,23 @@ QuantizedLinear::QuantizedLinear(const Linear& base, std::function<Tensor()> deq
     autograd::NoGradGuard no_grad;
     bias = ops::clone(ops::cast(base.bias.detach(), DType::f32));
   }
+}
+
+QuantizedLinear::QuantizedLinear(const Shape& shape, Tensor b, Dequantize dequantize) : Linear(Tensor(), Tensor()), dequantize_(std::move(dequantize)) {
+  weight = Tensor::deferred(shape);
+  bias = std::move(b);
+}
+
+std::shared_ptr<QuantizedLinear> QuantizedLinear::block(int dim, int64_t start, int64_t size) const {
+  LOOM_CHECK(cut_, "quantized linear: a block is not cut again");
+  LOOM_CHECK((dim == 0 || dim == 1) && start >= 0 && size > 0 && start + size <= weight.size(dim),
+             "quantized linear: [{}, {}) along dim {} is not a block of a weight of shape {}", start, start + size, dim, weight.shape());
+  Shape offset{0, 0}, box = weight.shape();
+  offset[size_t(dim)] = start;
+  box[size_t(dim)] = size;
+  autograd::NoGradGuard no_grad;
+  Tensor b = dim == 0 && bias.defined() ? ops::clone(ops::narrow(bias, 0, start, size)) : Tensor();
+  return std::shared_ptr<QuantizedLinear>(new QuantizedLinear(box, std::move(b), cut_(offset, box)));
 }
 
 Tensor QuantizedLinear::forward(const Tensor& x) const {

@@ -25,33 +25,54 @@ class QuantizedLinear : public Linear {
   Tensor forward(const Tensor& x) const override;
   // The weight dequantised, float32 (out, in): to merge an adapter into it, or to check.
   Tensor dense_weight() const override { return dequantize_(); }
+  // This linear restricted to output rows (dim 0) or input columns (dim 1) [start, start + size),
+  // with those rows of the bias (none for columns): a tensor-parallel rank's part of a QLoRA base.
+  // It keeps only that block's codes and statistics, and dequantises to exactly that block of
+  // this one's weight (the quantisation's statistics are the whole weight's). Not of a block.
+  std::shared_ptr<QuantizedLinear> block(int dim, int64_t start, int64_t size) const;
 
  protected:
+  using Dequantize = std::function<Tensor()>;
+  // The block (offset, box) of the weight as a Dequantize of its own (holding only that block).
+  using Cut = std::function<Dequantize(const Shape& offset, const Shape& box)>;
   // base: a Linear with memory. dequantize: gives the f32 weight; it may outlive this module
-  // (the autograd graph holds it), so it must own what it reads.
-  QuantizedLinear(const Linear& base, std::function<Tensor()> dequantize);
+  // (the autograd graph holds it), so it must own what it reads; cut: its blocks.
+  QuantizedLinear(const Linear& base, Dequantize dequantize, Cut cut);
 
  private:
-  std::function<Tensor()> dequantize_;
+  QuantizedLinear(const Shape& shape, Tensor bias, Dequantize dequantize);  // a block
+  Dequantize dequantize_;
+  Cut cut_;
 };
 
-// A QuantizedLinear that stores its weight as a W made by quantize and read by dequantize.
-template <typename W, W (*quantize)(const Tensor&), Tensor (*dequantize)(const W&)>
+// A QuantizedLinear that stores its weight as a W made by quantize and read by dequantize, its
+// blocks as a B made by cut and read by dequantize_block.
+template <typename W, W (*quantize)(const Tensor&), Tensor (*dequantize)(const W&), typename B,
+          B (*cut)(const W&, const Shape&, const Shape&), Tensor (*dequantize_block)(const B&)>
 class QuantizedLinearAs : public QuantizedLinear {
  public:
   explicit QuantizedLinearAs(const Linear& base) : QuantizedLinearAs(std::make_shared<const W>(quantize(base.weight)), base) {}
   const W& quantized() const { return *q_; }
 
  private:
-  QuantizedLinearAs(std::shared_ptr<const W> q, const Linear& base) : QuantizedLinear(base, [q] { return dequantize(*q); }), q_(std::move(q)) {}
+  QuantizedLinearAs(std::shared_ptr<const W> q, const Linear& base)
+      : QuantizedLinear(
+            base, [q] { return dequantize(*q); },
+            [q](const Shape& offset, const Shape& box) -> Dequantize {
+              auto b = std::make_shared<const B>(cut(*q, offset, box));
+              return [b] { return dequantize_block(*b); };
+            }),
+        q_(std::move(q)) {}
   std::shared_ptr<const W> q_;
 };
 
 // NF4 with double quantisation (bitsandbytes' QLoRA storage): 0.5 byte a weight, plus 1/64 byte
 // and 4/(64·256) bytes of statistics.
-using Nf4Linear = QuantizedLinearAs<quant::Nf4Weight, quant::quantize_nf4, quant::dequantize_nf4>;
+using Nf4Linear = QuantizedLinearAs<quant::Nf4Weight, quant::quantize_nf4, quant::dequantize_nf4, quant::Nf4Block, quant::nf4_block,
+                                    quant::dequantize_nf4_block>;
 // Row-wise absmax int8 (bitsandbytes' LLM.int8 storage, no outliers): 1 byte a weight, 4 a row.
-using Int8Linear = QuantizedLinearAs<quant::Int8Weight, quant::quantize_int8, quant::dequantize_int8>;
+using Int8Linear = QuantizedLinearAs<quant::Int8Weight, quant::quantize_int8, quant::dequantize_int8, quant::Int8Weight, quant::int8_block,
+                                     quant::dequantize_int8>;
 
 // QLoRA's frozen base (quant.base): every Linear of `model` replaced by module surgery with an
 // Nf4Linear (kind "nf4") or Int8Linear ("int8"), as bitsandbytes and PEFT quantise every linear

@@ -222,4 +222,58 @@ Tensor dequantize_nf4(const Nf4Weight& q) {
   return out;
 }
 
+namespace {
+
+// The index in the flattened whole of element (i, 0) of block b.
+int64_t block_row_start(const Nf4Block& b, int64_t i) { return (b.offset[0] + i) * b.whole[1] + b.offset[1]; }
+
+}  // namespace
+
+Nf4Block nf4_block(const Nf4Weight& q, const Shape& offset, const Shape& box) {
+  check_block(q.shape, offset, box, "nf4_block");
+  Nf4Block b{q.shape, offset, box, Tensor::zeros({(box[0] * box[1] + 1) / 2}, DType::u8), Tensor()};
+  int64_t k = 0;  // the most 64-blocks a row of the box touches
+  for (int64_t i = 0; i < box[0]; ++i) {
+    const int64_t at = block_row_start(b, i);
+    k = std::max(k, (at + box[1] - 1) / kNf4BlockSize - at / kNf4BlockSize + 1);
+  }
+  const std::vector<float> absmax = nf4_block_absmax(q);
+  b.absmax = Tensor::zeros({box[0], k});
+  const uint8_t* codes = q.codes.data<uint8_t>();
+  uint8_t* mine = b.codes.data<uint8_t>();
+  float* a = b.absmax.data<float>();
+  for (int64_t i = 0; i < box[0]; ++i) {
+    const int64_t at = block_row_start(b, i), first = at / kNf4BlockSize;
+    for (int64_t t = 0; t < k && first + t < int64_t(absmax.size()); ++t) a[i * k + t] = absmax[size_t(first + t)];
+    for (int64_t j = 0; j < box[1]; ++j) {
+      const int64_t f = at + j, e = i * box[1] + j;
+      const uint8_t code = f % 2 == 0 ? codes[f / 2] >> 4 : codes[f / 2] & 15;
+      mine[e / 2] = uint8_t(mine[e / 2] | (e % 2 == 0 ? code << 4 : code));
+    }
+  }
+  return b;
+}
+
+Tensor dequantize_nf4_block(const Nf4Block& b) {
+  check_block(b.whole, b.offset, b.box, "dequantize_nf4_block");
+  const int64_t rows = b.box[0], cols = b.box[1];
+  check_quantized(b.codes, DType::u8, (rows * cols + 1) / 2, "dequantize_nf4_block: codes");
+  LOOM_CHECK(b.absmax.ndim() == 2 && b.absmax.size(0) == rows, "dequantize_nf4_block: absmax of shape {} for {} rows", b.absmax.shape(), rows);
+  const int64_t k = b.absmax.size(1);
+  const uint8_t* codes = b.codes.data<uint8_t>();
+  const float* a = b.absmax.data<float>();
+  Tensor out = Tensor::empty(b.box);
+  float* y = out.data<float>();
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t at = block_row_start(b, i), first = at / kNf4BlockSize;
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t e = i * cols + j;
+      const uint8_t code = e % 2 == 0 ? codes[e / 2] >> 4 : codes[e / 2] & 15;
+      y[e] = kNf4Values[code] * a[i * k + (at + j) / kNf4BlockSize - first];
+    }
+  }
+  return out;
+}
+
 }  // namespace loom::quant

@@ -63,4 +63,17 @@ std::vector<float> nf4_block_absmax(const Nf4Weight& q);
 // f32 of q.shape: kNf4Values[code] · absmax of its block.
 Tensor dequantize_nf4(const Nf4Weight& q);
 
+// Rows [offset[0], offset[0] + box[0]) × columns [offset[1], offset[1] + box[1]) of a 2-D NF4
+// weight, kept so that it dequantises to exactly those elements of dequantize_nf4(whole): their
+// codes and the dequantised absmax of the 64-blocks they lie in (a tensor-parallel rank's part of a
+// QLoRA base; the double quantisation's statistics are the whole weight's).
+struct Nf4Block {
+  Shape whole, offset, box;
+  Tensor codes;   // u8 ((box[0]·box[1] + 1) / 2): the box's codes row-major, two a byte, the first in the high nibble
+  Tensor absmax;  // f32 (box[0], k): for row i, the dequantised absmax of the 64-block holding its first element and the k - 1 after it
+};
+Nf4Block nf4_block(const Nf4Weight& q, const Shape& offset, const Shape& box);
+// f32 of b.box: kNf4Values[code] · absmax of the whole's block, as dequantize_nf4 gives them.
+Tensor dequantize_nf4_block(const Nf4Block& b);
+
 }  // namespace loom::quant

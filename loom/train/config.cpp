@@ -255,8 +255,6 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(!c.lora_targets.empty(), "config: lora.targets is empty");
   const bool adapting = c.lora_r > 0 || !c.adapter.empty();
   LOOM_CHECK(!adapting || c.trainable.empty(), "config: training.trainable and LoRA (lora.r, model.adapter) do not go together");
-  LOOM_CHECK((!adapting && c.trainable.empty()) || (c.tp == 1 && c.pp == 1), "config: LoRA and training.trainable under tensor or "
-             "pipeline parallelism are not supported yet (parallel.tp = {}, parallel.pp = {})", c.tp, c.pp);
   LOOM_CHECK(c.quant_base.empty() || c.quant_base == "nf4" || c.quant_base == "int8",
              "config: quant.base must be \"\" (a float base), nf4 or int8, got '{}'", c.quant_base);
   LOOM_CHECK(c.quant_base.empty() || adapting, "config: quant.base = \"{}\" quantises the frozen base of LoRA (QLoRA): it needs lora.r > 0 "

@@ -96,7 +96,7 @@ Trainer::Trainer(TrainConfig cfg, bool resume, std::shared_ptr<dist::Group> worl
   ModelBuild built = build_model(cfg_);  // filled by parallelize once cut up, unless read whole
   model_ = std::move(built.model);
   if (cfg_.lora_r > 0 || !cfg_.adapter.empty() || !cfg_.trainable.empty()) {
-    // Adapters, quantisation and freezing act on the whole model (no tensor or pipeline parallelism here).
+    // Adapters, quantisation and freezing act on the whole model, before tensor and pipeline parallelism cut it up.
     if (built.materialize) {
       built.materialize(*model_, [](const std::string&, const Tensor& p) { return nn::TransformerLM::Placement{p.shape(), Shape(p.shape().size(), 0)}; });
       built.materialize = nullptr;
@@ -227,9 +227,12 @@ int Trainer::run() {
     // The checkpoint keeps the tokenizer files of the Hugging Face directory it started from and
     // of model.tokenizer beside the weights (generate and eval need only --model).
     auto extra = [&](const std::filesystem::path& dir) {
-      if (lora_.r > 0) {  // the whole adapter, from the shards just written (ZeRO-3 holds a part of it on each rank)
+      if (lora_.r > 0) {  // the whole adapter (what trains), from the shards just written: ZeRO-3, tp and pp leave a part on each rank
         const io::ShardedCheckpoint ck(dir);
-        io::save_adapter(dir, *model_, lora_, cfg_.model_init, [&](const std::string& name) { return ck.read("param." + name); });
+        std::map<std::string, Tensor> adapter;
+        for (const auto& [name, shape] : ck.shapes())
+          if (name.starts_with("param.")) adapter[name.substr(6)] = ck.read(name);
+        io::save_adapter(dir, model_->config(), adapter, lora_, cfg_.model_init);
       }
       if (cfg_.model_init.starts_with("hf:")) tokenizer::copy_tokenizer_files(cfg_.model_init.substr(3), dir);
       if (!cfg_.tokenizer.empty())

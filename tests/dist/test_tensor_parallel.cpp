@@ -5,11 +5,15 @@
 // Qwen2 (q/k/v biases, grouped-query attention, SwiGLU, tied head; at 4 ranks each of its 2 kv
 // heads replicated on 2), Qwen3 (per-head q/k norms, whole on every rank, their gradients summed
 // over the heads of all ranks; head_dim 32 != C/H) and LLaMA (untied head, one kv head replicated
-// on every rank) shapes; GPT-2, Qwen2 and Qwen3 also with sequence parallelism.
+// on every rank) shapes; GPT-2, Qwen2 and Qwen3 also with sequence parallelism. LoRA (on float,
+// NF4 and int8 bases, with dropout) and frozen parameters (training.trainable) alike.
+#include "loom/autograd/function.h"
 #include "loom/core/rng.h"
+#include "loom/nn/lora.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/shape.h"
 #include "loom/parallel/tensor_parallel.h"
+#include "loom/quant/linear.h"
 #include "tests/dist/dist_test.h"
 
 namespace loom::dist::test {
@@ -23,21 +27,33 @@ double rel_err(const Tensor& a, const Tensor& b) {
   return err / scale;
 }
 
-void expect_matches_one_process(models::ModelConfig c, bool sequence_parallel = false) {
+// adapt: what the trainer does to the whole model before tensor parallelism (LoRA, a quantised
+// base, freezing), done to both models alike; then only the trainable parameters have gradients.
+void expect_matches_one_process(models::ModelConfig c, bool sequence_parallel = false, const std::string& what_adapted = "",
+                                const std::function<void(nn::TransformerLM&)>& adapt = nullptr) {
   const int rank = world()->rank();
   Tensor ids = ops::cast(ops::mul(rand({2, 13}, {9, 0}), double(c.vocab_size)), DType::i64);
   Tensor in = ops::narrow(ids, 1, 0, 12), tgt = ops::narrow(ids, 1, 1, 12);
   nn::TransformerLM whole(c), split(c);
   whole.init(3);
   split.init(3);
+  if (adapt) {
+    adapt(whole);
+    adapt(split);
+  }
   const parallel::TensorParallelLayout layout = parallel::apply_tensor_parallel(split, world(), sequence_parallel);
   Tensor want = whole.loss(whole.forward(in), tgt), got = split.loss(split.forward(in), tgt);
-  const std::string what = c.family + (sequence_parallel ? " sequence parallel" : "");
+  const std::string what = c.family + (sequence_parallel ? " sequence parallel" : "") + what_adapted;
   EXPECT_LE(rel_err(got, want), 1e-5) << what << ": loss " << got.item() << " vs " << want.item();
   want.backward();
   got.backward();
   const auto grads = whole.state_dict();
   for (const auto& [name, p] : split.named_parameters()) {
+    ASSERT_EQ(p.requires_grad(), grads.at(name).requires_grad()) << what << ": " << name << " is frozen in one model only";
+    if (!p.requires_grad()) {
+      EXPECT_FALSE(p.grad().defined()) << what << ": " << name << " is frozen but has a gradient";
+      continue;
+    }
     Tensor g = grads.at(name).grad(), mine = p.grad();
     const parallel::TensorParallelLayout::Split s = layout.split_of(name);
     if (s.dim >= 0) {
@@ -71,6 +87,33 @@ TEST(TensorParallel, SequenceParallelGradientsMatchOneProcess) {
   expect_matches_one_process(models::preset("gpt2-tiny"), true);
   expect_matches_one_process(models::preset("qwen2-tiny"), true);
   expect_matches_one_process(models::preset("qwen3-tiny"), true);
+}
+
+// LoRA on every linear (A split over a row-parallel base, B over a column-parallel one, the other
+// whole), with dropout on and B not zero; on a float base with q/k/v biases (Qwen2: at 4 ranks its
+// kv heads and their B replicated), with and without sequence parallelism, and on NF4 and int8
+// bases, whose blocks do not line up with the quantisation's 64-blocks (int8: LoRA on q and down
+// only, the other quantised linears, k and v with their biases, split on their own).
+// training.trainable: freezing survives the surgery.
+TEST(TensorParallel, AdaptersAndFrozenParametersMatchOneProcess) {
+  auto lora = [](const std::string& quant, const std::vector<std::string>& targets = {"all-linear"}) {
+    return [quant, targets](nn::TransformerLM& m) {
+      if (!quant.empty()) nn::quantize_base(m, quant);
+      nn::apply_lora(m, {.r = 4, .alpha = 8, .dropout = 0.25, .targets = targets}, 5);
+      autograd::NoGradGuard no_grad;
+      uint64_t k = 0;
+      for (auto& [name, p] : m.named_parameters())
+        if (name.ends_with("lora_B.weight")) ops::copy_(p, randn(p.shape(), {11, k++ * 4096}, 0.0, 0.1));
+      nn::set_lora_dropout(m, 7);
+    };
+  };
+  expect_matches_one_process(models::preset("qwen2-tiny"), false, " lora", lora(""));
+  expect_matches_one_process(models::preset("qwen2-tiny"), true, " lora", lora(""));
+  expect_matches_one_process(models::preset("llama-tiny"), false, " qlora nf4", lora("nf4"));
+  expect_matches_one_process(models::preset("qwen2-tiny"), true, " qlora int8", lora("int8", {"q_proj", "down_proj"}));
+  expect_matches_one_process(models::preset("qwen2-tiny"), false, " trainable", [](nn::TransformerLM& m) {
+    nn::freeze_all_but(m, {"layers.1", "norm"});
+  });
 }
 
 TEST(TensorParallel, SizesThatDoNotSplitAreNamed) {

@@ -10,18 +10,6 @@ namespace {
 
 const std::string kLora = "--lora.r=4 --lora.alpha=8 --lora.targets=q_proj,v_proj,down_proj --checkpoint.every=10";
 
-void expect_same_adapter(const std::string& got_dir, const std::string& want_dir, const std::string& what) {
-  const auto want = io::read_safetensors(want_dir + "/adapter_model.safetensors");
-  const auto got = io::read_safetensors(got_dir + "/adapter_model.safetensors");
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (const auto& [name, t] : want) {
-    const std::vector<double> x = t.to_vector(), y = got.at(name).to_vector();
-    double err = 0, scale = 1;
-    for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
-    EXPECT_LE(err, 2e-5 * scale) << what << ": " << name;
-  }
-}
-
 }  // namespace
 
 TEST(LoraTraining, DataParallelAndZeroMatchOneProcess) {

@@ -18,6 +18,7 @@
 #include "loom/data/shards.h"
 #include "loom/io/file_util.h"
 #include "loom/io/hf_checkpoint.h"
+#include "loom/io/safetensors.h"
 
 namespace fs = std::filesystem;
 using namespace loom;
@@ -113,6 +114,19 @@ inline void expect_same_run(const Scratch& d, const std::string& name, const std
   expect_same_losses(losses(d / (name + ".jsonl")), losses(d / (want + ".jsonl")), what);
   expect_same_losses(series(d / (name + ".jsonl"), "grad_norm"), series(d / (want + ".jsonl"), "grad_norm"), what + " grad norm");
   expect_same_params(d / (name + "/step_00000020"), d / (want + "/step_00000020"), what, skip, 1e-5);
+}
+
+// The PEFT adapter files of two checkpoints: every tensor within 2e-5 × max(1, max |tensor|).
+inline void expect_same_adapter(const std::string& got_dir, const std::string& want_dir, const std::string& what) {
+  const auto want = io::read_safetensors(want_dir + "/adapter_model.safetensors");
+  const auto got = io::read_safetensors(got_dir + "/adapter_model.safetensors");
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (const auto& [name, t] : want) {
+    const std::vector<double> x = t.to_vector(), y = got.at(name).to_vector();
+    double err = 0, scale = 1;
+    for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(x[i])), err = std::max(err, std::abs(x[i] - y[i]));
+    EXPECT_LE(err, 2e-5 * scale) << what << ": " << name;
+  }
 }
 
 // Resumes the checkpoint of step `from` of run `full` (20 steps) under each layout, in a run of

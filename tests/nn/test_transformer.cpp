@@ -192,6 +192,19 @@ class ScaledLinear : public nn::Linear {
   Tensor forward(const Tensor& x) const override { return ops::mul(nn::Linear::forward(x), scale); }
   Tensor scale;
 };
+
+// A linear around another that stands in its place (a child of no name): twice its output.
+class Doubled : public nn::Linear {
+ public:
+  explicit Doubled(std::shared_ptr<nn::Linear> inner) : nn::Linear(Tensor(), Tensor()) {
+    weight = inner->weight;
+    register_module("", inner_, std::move(inner));
+  }
+  Tensor forward(const Tensor& x) const override { return ops::mul(inner_->forward(x), 2.0); }
+
+ private:
+  std::shared_ptr<nn::Linear> inner_;
+};
 }  // namespace
 
 TEST(Module, SurgeryReplacesALinearEverywhereItIsSeen) {
@@ -223,6 +236,29 @@ TEST(Module, SurgeryReplacesALinearEverywhereItIsSeen) {
   }
   EXPECT_THROW(model.module_at("layers.9.attn"), Error);
   EXPECT_THROW(model.module_at("layers.1.att"), Error);
+}
+
+// A module standing in its parent's place: its parameters and children keep the parent's path,
+// named_modules lists it at that path after the parent, and paths reach through it.
+TEST(Module, AChildWithoutANameStandsInItsParentsPlace) {
+  nn::TransformerLM model(models::preset("gpt2-tiny"));
+  model.init(2);
+  const auto before = model.state_dict();
+  auto inner = std::make_shared<ScaledLinear>(*model.layers[0]->attn->wq, 1.0);
+  model.replace_module("layers.0.attn.wq", std::make_shared<Doubled>(inner));
+  const auto after = model.state_dict();
+  EXPECT_EQ(after.size(), before.size() + 1);  // + the inner's scale, under the parent's path
+  EXPECT_EQ(after.at("layers.0.attn.wq.weight").impl(), inner->weight.impl());
+  EXPECT_TRUE(after.count("layers.0.attn.wq.scale"));
+  std::vector<nn::Module*> at;
+  for (const auto& [path, m] : model.named_modules())
+    if (path == "layers.0.attn.wq") at.push_back(m.get());
+  ASSERT_EQ(at.size(), 2u);
+  EXPECT_NE(dynamic_cast<Doubled*>(at[0]), nullptr);
+  EXPECT_EQ(at[1], inner.get());
+  EXPECT_EQ(model.module_at("layers.0.attn.wq").get(), at[0]);
+  EXPECT_EQ(model.parameter("tok_emb.weight").defined(), false);  // parameter(): the module's own only
+  EXPECT_TRUE(model.module_at("tok_emb")->parameter("weight").defined());
 }
 
 // A model built deferred holds no memory until init, and then gets exactly the values of one

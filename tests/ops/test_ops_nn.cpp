@@ -361,6 +361,22 @@ TEST_P(Dropout, MaskFollowsKeyOffsetAndLogicalOrder) {
   EXPECT_EQ(ops::dropout(x, 0.0, RngKey{3, 10}).to_vector(), x.to_vector());
 }
 
+// A block of columns of a wider tensor (a tensor-parallel rank's features) takes the whole's mask
+// there, in forward and backward.
+TEST_P(Dropout, AColumnBlockTakesTheWholesMask) {
+  const DType dt = GetParam();
+  Tensor x = gen({3, 4, 20}, dt, 195, 0.5, 2);
+  const std::vector<double> whole = ops::contiguous(ops::narrow(ops::dropout(x, 0.5, RngKey{5, 40}), 2, 7, 9)).to_vector();
+  Tensor block = ops::contiguous(ops::narrow(x, 2, 7, 9));
+  block.set_requires_grad(true);
+  Tensor y = ops::dropout(block, 0.5, RngKey{5, 40}, 20, 7);
+  EXPECT_EQ(y.to_vector(), whole);
+  ops::sum(y).backward();
+  const std::vector<double> g = block.grad().to_vector();
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(g[i] == 0, whole[i] == 0) << "element " << i;
+  EXPECT_THROW(ops::dropout(block, 0.5, RngKey{5, 40}, 20, 12), loom::Error);  // columns past the row
+}
+
 // The gradient is the same mask times 1/(1-p).
 TEST_P(Dropout, GradientIsMaskTimesScale) {
   const DType dt = GetParam();

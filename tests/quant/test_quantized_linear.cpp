@@ -1,12 +1,14 @@
 // Nf4Linear and Int8Linear: forward equals linear(x, dequantised W); the input's gradient equals
 // linear's and finite differences; nothing of the base is a parameter or gets a gradient; module
 // surgery puts them in a model's Linear slots and the model equals one whose weights are the
-// dequantised ones.
+// dequantised ones. A block of one (a tensor-parallel rank's part) dequantises to exactly the
+// whole's block.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "loom/nn/transformer.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/reduce.h"
+#include "loom/ops/shape.h"
 #include "loom/quant/linear.h"
 
 using namespace loom;
@@ -165,4 +168,22 @@ TYPED_TEST(QuantizedLinearTest, ModuleSurgeryInATransformer) {
       expect_near(t.grad().to_vector(), ref_params.at(name).grad().to_vector(), 1e-4, name);
     }
   }
+}
+
+// Blocks of rows and of columns whose elements lie across the quantisation's 64-blocks (and, for
+// int8, its rows): the same values as the whole's dequantisation, bit for bit, the rows' bias.
+TYPED_TEST(QuantizedLinearTest, ABlockDequantisesToTheWholesBlock) {
+  auto base = random_linear(100, 30, true, 5);
+  TypeParam q(*base);
+  const Tensor w = q.dense_weight();
+  for (const auto& [dim, start, size] : {std::tuple{0, 7, 11}, std::tuple{1, 13, 45}, std::tuple{1, 50, 50}}) {
+    const auto b = q.block(dim, start, size);
+    EXPECT_EQ(b->dense_weight().to_vector(), ops::contiguous(ops::narrow(w, dim, start, size)).to_vector()) << dim << " " << start;
+    EXPECT_EQ(b->weight.shape(), ops::narrow(w, dim, start, size).shape());
+    EXPECT_TRUE(b->named_parameters().empty());
+    if (dim == 0) EXPECT_EQ(b->bias.to_vector(), ops::narrow(q.bias, 0, start, size).to_vector());
+    else EXPECT_FALSE(b->bias.defined());
+    EXPECT_THROW(b->block(0, 0, 1), Error);  // not a block of a block
+  }
+  EXPECT_THROW(q.block(1, 60, 50), Error);
 }
