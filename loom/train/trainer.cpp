@@ -30,6 +30,13 @@ namespace {
 std::atomic<int> g_signal{0};
 void on_signal(int sig) { g_signal = sig; }
 
+// The targets of a batch that take part in the loss, on this rank.
+int64_t trained_targets(const data::Batch& b) {
+  int64_t n = 0;
+  for (int64_t t : b.targets.to_ints()) n += t != -100;
+  return n;
+}
+
 std::string format_eta(double secs) {
   const auto s = int64_t(secs);
   return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
@@ -194,7 +201,7 @@ double Trainer::evaluate(data::DataLoader& loader) {
   int64_t counted = 0;
   for (int64_t i = 0; i < cfg_.eval_batches; ++i) {
     batches.push_back(loader.next());
-    for (int64_t t : batches.back().targets.to_ints()) counted += t != -100;
+    counted += trained_targets(batches.back());
   }
   const double sum = dist::all_reduce_value(*mesh_->dp(), par_->evaluate(batches));
   return sum / std::max(1.0, dist::all_reduce_value(*mesh_->dp(), double(counted)));
@@ -251,7 +258,7 @@ int Trainer::run() {
     int64_t counted = 0;
     for (int64_t i = 0; i < cfg_.grad_accum; ++i) {
       micro.push_back(train_->next());
-      for (int64_t t : micro.back().targets.to_ints()) counted += t != -100;
+      counted += trained_targets(micro.back());
     }
     counted = int64_t(dist::all_reduce_value(*mesh_->dp(), double(counted)));  // tp ranks see the same tokens
     // Each micro-batch contributes its summed loss over the step's total token count, so the
