@@ -214,6 +214,9 @@ int Trainer::run() {
   std::signal(SIGUSR1, on_signal);  // what mpirun forwards to its ranks without killing them
   std::ofstream metrics;
   if (!cfg_.metrics.empty() && main_rank_) {
+    const std::filesystem::path parent = std::filesystem::path(cfg_.metrics).parent_path();
+    std::error_code ec;  // its directory is made, as checkpoint.dir is; a failure is the open's error below
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     metrics.open(cfg_.metrics, start_step_ > 0 ? std::ios::app : std::ios::trunc);
     LOOM_CHECK(metrics.good(), "config: cannot open logging.metrics file {}", cfg_.metrics);
   }

@@ -47,10 +47,11 @@ struct TrainCli : ::testing::Test {
 }  // namespace
 
 TEST_F(TrainCli, LossFallsAndMetricsAreWritten) {
-  RunResult r = run_loom(tiny_run(d, 40, "--eval.every=20 --eval.batches=2 --logging.metrics=" + (d / "m.jsonl")));
+  // The metrics file's directory does not exist yet: it is made, as checkpoint.dir is.
+  RunResult r = run_loom(tiny_run(d, 40, "--eval.every=20 --eval.batches=2 --logging.metrics=" + (d / "logs/run1/m.jsonl")));
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("step    40/40"), std::string::npos) << r.out;
-  auto m = metrics(d / "m.jsonl");
+  auto m = metrics(d / "logs/run1/m.jsonl");
   ASSERT_EQ(m.size(), 40u);
   EXPECT_EQ(m[0]["step"], 1);
   for (const char* key : {"loss", "lr", "grad_norm", "tokens_per_s"}) EXPECT_TRUE(m[5].contains(key)) << key;
