@@ -64,6 +64,7 @@ const std::map<std::string, std::function<ModelConfig()>>& presets() {
       {"llama2-7B", [] { return llama("llama", 32, 32, 32, 4096, 11008, 32000, 10000.0, false, 4096); }},
       {"qwen2-0.5B", [] { return llama("qwen2", 24, 14, 2, 896, 4864, 151936, 1000000.0, true, 32768); }},
       {"mistral-7B", [] { return llama("mistral", 32, 32, 8, 4096, 14336, 32000, 1000000.0, false, 32768); }},
+      {"llama-mini", [] { return llama("llama", 4, 4, 4, 128, 352, 2048, 10000.0, true, 256); }},
       {"llama-tiny", [] { return llama("llama", 2, 4, 2, 64, 160, 256, 10000.0, false, 128); }},
       {"llama-124M", [] { return llama("llama", 12, 12, 4, 768, 2048, 32000, 10000.0, false, 1024); }},  // benchmarks
       {"qwen2-tiny", [] { return llama("qwen2", 2, 4, 2, 64, 160, 256, 1000000.0, true, 128); }},
