@@ -78,8 +78,6 @@ TEST(DataParallelCheckpoint, ResumesUnderAnotherSplitOfTheGlobalBatch) {
 class BackgroundJob {
  public:
   BackgroundJob(const Scratch& d, const std::string& zero) : metrics_(d / "m.jsonl"), log_(d / "log") {
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     const std::string data = "--data.train=" + (d / "train.bin"), m = "--logging.metrics=" + metrics_, z = "--parallel.zero=" + zero,
                       ck = "--checkpoint.dir=" + (d / "ck");
     pid_ = ::fork();
@@ -157,8 +155,6 @@ TEST(DataParallelFailure, KillingOneRankEndsTheJob) {
 
 // A config error every rank hits is reported once (by rank 0), with exit code 2.
 TEST(DataParallelFailure, AnErrorOfEveryRankIsReportedOnce) {
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   std::string out;
   EXPECT_EQ(run(std::string(LOOM_MPIEXEC) + " --oversubscribe -np 2 " LOOM_BIN " train --data.train=none.bin --training.steps=0", &out), 2);
   size_t errors = 0;

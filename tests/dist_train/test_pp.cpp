@@ -64,8 +64,6 @@ TEST(PipelineParallelCheckpoint, ResumesUnderAnotherLayout) {
 
 // Layouts that cannot run: one error line, from rank 0, exit 2 on every rank, within seconds.
 TEST(ModelParallelLayouts, InvalidOnesAreOneErrorLine) {
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   Scratch d;
   struct Case {
     std::pair<std::string, std::string> args;  // mpirun's, loom train's

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -22,6 +23,19 @@
 
 namespace fs = std::filesystem;
 using namespace loom;
+
+// Set once in every test process, before its first mpiexec: ranks may run as root (CI runs as
+// root), and OpenMPI's session directories go under a directory of this process's own. Under the
+// shared default, two mpiexec starting at the same moment (ctest -j 2) can race to create it, and
+// one fails in orte_init ("session_dir.c ... File exists").
+inline const bool kMpiEnvironment = [] {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  static const std::string dir = (fs::temp_directory_path() / ("loom_ompi_" + std::to_string(::getpid()))).string();
+  ::setenv("OMPI_MCA_orte_tmpdir_base", dir.c_str(), 1);
+  std::atexit([] { ::rmdir(dir.c_str()); });  // OpenMPI empties it after each run
+  return true;
+}();
 
 struct Scratch {
   fs::path path = fs::temp_directory_path() / ("loom_ddp_" + std::to_string(::getpid()));
@@ -63,8 +77,6 @@ struct Layout {
 
 // Runs `loom train` (or `loom sft`) under a layout, logging to d/name.jsonl and checkpointing into d/name.
 inline void train(const Scratch& d, Layout l, const std::string& name, const std::string& extra = "", const std::string& command = "train") {
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   const std::string prefix = l.np == 0 ? "" : std::string(LOOM_MPIEXEC) + " --oversubscribe -np " + std::to_string(l.np) + " ";
   const std::string cmd = prefix + LOOM_BIN " " + command + " --model.preset=llama-tiny --data.train=" + (d / "train.bin") +
                           " --data.shuffle=true --training.steps=20 --training.seq_len=16 --training.threads=1 --optimizer.lr=1e-3"
