@@ -168,13 +168,15 @@ class SftRows : public Sequences {
     }
   }
   int64_t room() const { return T_ - int64_t(inputs_.size()) % T_; }  // T when no row is open
-  // Fills the open row with padding, a document of its own.
+  // Fills the open row with padding: in a packed row a document of its own, in an unpacked one
+  // the rest of the row's one document (positions 0..T-1, as the model sees an unpacked row).
   void close(int32_t pad) {
     if (room() == T_) return;
+    const int64_t first = packed_ ? 0 : T_ - room();
     for (int64_t i = 0, n = room(); i < n; ++i) {
       inputs_.push_back(pad);
       targets_.push_back(-100);
-      positions_.push_back(i);
+      positions_.push_back(first + i);
     }
   }
 

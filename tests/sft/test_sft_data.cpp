@@ -175,6 +175,7 @@ TEST(SftData, PackingPaddingAndTruncationByHand) {
   EXPECT_FALSE(padded->packed());
   EXPECT_EQ(rows(*padded)[3], (std::vector<int64_t>{dd, e, P, P, P, P}));
   EXPECT_EQ(rows(*padded)[4], (std::vector<int64_t>{e, E, N, N, N, N}));
+  EXPECT_EQ(rows(*padded)[5], (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));  // one document: the padding's positions go on
   EXPECT_EQ(rows(*padded)[7], (std::vector<int64_t>{b, c, dd, e, E, N}));  // "all": the prompt is trained too
   EXPECT_EQ(st.sequences, 4);
 
