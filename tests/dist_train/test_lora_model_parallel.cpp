@@ -4,7 +4,8 @@
 // 4-layer LLaMA-GQA with LoRA on every linear (A split over a row-parallel base, B over a
 // column-parallel one) and dropout at tp 2 (with and without sequence parallelism), pp 2 (1F1B
 // with recompute), dp 2 × tp 2 (ZeRO-1) and dp 2 × pp 2 (interleaved, ZeRO-3); a one-process
-// checkpoint resumes under tp 2 and a tp 2 one in one process. On the 2-layer model: QLoRA (NF4)
+// checkpoint resumes under tp 2 and a tp 2 one in one process; an adapter given as model.adapter
+// trains on under tp 2 and pp 2 as in one process. On the 2-layer model: QLoRA (NF4)
 // at tp 2 and pp 2; training.trainable at tp 2 and pp 2, where the first stage holds nothing that
 // trains.
 #include "train_util.h"
@@ -57,6 +58,13 @@ TEST(LoraModelParallel, TensorAndPipelineParallelismMatchOneProcess) {
   // The one-process checkpoint resumes under tp 2, and tp 2's in one process.
   expect_resumes(d, "one", 10, {{"one_resumed_at_tp2", Layout{2, 0, 4, 1, 2}}}, lora);
   expect_resumes(d, "tp2", 10, {{"tp2_resumed_in_one", Layout{0, 0, 4, 1}}}, lora);
+  // model.adapter: one process's adapter of step 10 trained on under tp 2 and pp 2 as in one process.
+  const std::string adapter = " --model.n_layer=4 --checkpoint.every=10 --model.adapter=" + (d / "one/step_00000010");
+  train(d, Layout{0, 0, 4, 1}, "adapter_one", adapter);
+  for (const auto& [name, l] : {std::pair{"adapter_tp2", Layout{2, 0, 4, 1, 2}}, std::pair{"adapter_pp2", Layout{2, 0, 1, 4, 1, 2}}}) {
+    train(d, l, name, adapter + (l.pp > 1 ? " --parallel.schedule=1f1b" : ""));
+    expect_same_lora_run(d, name, "adapter_one");
+  }
 }
 
 TEST(LoraModelParallel, QuantisedBase) {
