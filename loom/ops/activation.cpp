@@ -75,11 +75,12 @@ Tensor apply_dropout_mask(const Tensor& x_in, double p, RngKey key, int64_t whol
     const T* px = x.data<T>();
     T* py = y.data<T>();
     const T scale = T(1.0 / (1.0 - p));
-    const int64_t n = x.numel();
+    const int64_t n = x.numel(), rows = cols == 0 ? 0 : n / cols;
 #pragma omp parallel for if (n > 16384)
-    for (int64_t i = 0; i < n; ++i) {
-      const uint64_t at = uint64_t(i / cols * whole_cols + col_offset + i % cols);
-      py[i] = uniform_at(key.seed, key.offset + at) < keep_below ? px[i] * scale : T(0);
+    for (int64_t r = 0; r < rows; ++r) {  // row r's element c is element (r, col_offset + c) of the whole
+      const uint64_t at = key.offset + uint64_t(r * whole_cols + col_offset);
+      for (int64_t c = 0, i = r * cols; c < cols; ++c, ++i)
+        py[i] = uniform_at(key.seed, at + uint64_t(c)) < keep_below ? px[i] * scale : T(0);
     }
   });
   return y;
